@@ -1,0 +1,44 @@
+"""What commands share: settings, the catalog, the mirror database (migrated on first use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from config import Settings, load_settings
+from db import migrate
+from db.engine import make_engine
+from runbook_catalog import Catalog, load_catalog
+
+
+class CommandError(Exception):
+    """A failure the user can act on; printed as one line, exit status 1."""
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def catalog(*, strict: bool = True) -> Catalog:
+    return load_catalog(settings().catalog_dir, strict=strict)
+
+
+def mirror(*, create: bool = True) -> Engine | None:
+    """The mirror database, migrated to the newest schema. With create=False, None when a
+    SQLite mirror file does not exist yet (read-only commands should not create one)."""
+    url = settings().resolved_database_url
+    parsed = make_url(url)
+    if not create and parsed.get_backend_name() == "sqlite":
+        if not parsed.database or not Path(parsed.database).exists():
+            return None
+    engine = make_engine(url)
+    try:
+        if not migrate.is_up_to_date(engine):
+            migrate.upgrade(engine)
+    except Exception as exc:
+        raise CommandError(
+            f"mirror database {parsed.render_as_string(hide_password=True)}: {exc}"
+        ) from exc
+    return engine
