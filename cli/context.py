@@ -30,9 +30,9 @@ def mirror(*, create: bool = True) -> Engine | None:
     SQLite mirror file does not exist yet (read-only commands should not create one)."""
     url = settings().resolved_database_url
     parsed = make_url(url)
-    if not create and parsed.get_backend_name() == "sqlite":
-        if not parsed.database or not Path(parsed.database).exists():
-            return None
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if not create and is_sqlite and not (parsed.database and Path(parsed.database).exists()):
+        return None
     engine = make_engine(url)
     try:
         if not migrate.is_up_to_date(engine):

@@ -3,8 +3,8 @@ the Prefect UI shows for the runbook's deployment."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .durations import format_duration
@@ -72,7 +72,7 @@ def _verification(step: Step) -> list[str]:
     if verify.max_rows is not None:
         expectations.append(f"at most {verify.max_rows} row(s)")
     if verify.attempts > 1:
-        expectations.append(f"polled up to {verify.attempts}× every {verify.interval}s")
+        expectations.append(f"polled up to {verify.attempts} times, every {verify.interval}s")
     lines.append("Expect " + ", ".join(expectations) + ".")
     return lines
 
