@@ -37,8 +37,13 @@ from .templating import (
     placeholders,
 )
 
-SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "fish"}
-# Flags after which the next argument is code for an interpreter (shells, psql, python, …).
+# Programs that read code from their arguments, and the flags that introduce it. A program
+# may appear after a wrapper (`sudo -u postgres psql -c …`, `kubectl exec pod -- sh -c …`).
+INTERPRETERS = {
+    *("sh", "bash", "dash", "zsh", "ksh", "ash", "fish", "su", "runuser"),
+    *("psql", "mysql", "mariadb", "sqlite3", "redis-cli"),
+    *("python", "python3", "perl", "ruby", "node", "php", "awk", "gawk"),
+}
 CODE_FLAGS = {"-c", "--command", "-e", "--eval", "--execute"}
 CODE_FLAG_PREFIXES = ("--command=", "--eval=", "--execute=")
 
@@ -222,8 +227,12 @@ def _no_parameter_in_shell_code(rb: Runbook) -> Found:
                 if not placeholders(element):
                     continue
                 previous = argv[position - 1] if position else ""
-                is_code = previous in CODE_FLAGS or element.startswith(CODE_FLAG_PREFIXES)
-                if is_code or (position and posixpath.basename(argv[0]) in SHELLS):
+                after_interpreter = any(
+                    posixpath.basename(a) in INTERPRETERS for a in argv[: max(position - 1, 0)]
+                )
+                if (previous in CODE_FLAGS and after_interpreter) or element.startswith(
+                    CODE_FLAG_PREFIXES
+                ):
                     yield (
                         step.id,
                         f"{field}.argv[{position}]",

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .models import AdminNote, Runbook
-from .problems import CatalogError, Problem
+from .problems import CatalogError, Problem, sort_problems
 
 try:  # the C loader is several times faster; both are the safe loader
     _SafeLoader: type = yaml.CSafeLoader
@@ -162,7 +162,7 @@ def load_catalog(root: Path, *, strict: bool = False) -> Catalog:
     notes = _load_folder(root, "notes", AdminNote, problems)
     lint_problems, rejected = lint_catalog(root, runbooks, notes)
     problems.extend(lint_problems)
-    catalog = Catalog(root=root, problems=sorted(problems))
+    catalog = Catalog(root=root, problems=sort_problems(problems))
     for doc in runbooks:
         if doc.path not in rejected:
             catalog.runbooks[doc.model.slug] = doc

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -154,6 +155,13 @@ class PathParam(_Spec):
         return Annotated[str, AfterValidator(under_base)]
 
 
+def _not_boolean(value: Any) -> Any:
+    # pydantic's lax mode reads True as 1; a yes/no is never a count.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 class IntegerParam(_Spec):
     type: Literal["integer"]
     min: int
@@ -167,7 +175,7 @@ class IntegerParam(_Spec):
         return self
 
     def annotation(self) -> Any:
-        return Annotated[int, Field(ge=self.min, le=self.max, strict=False)]
+        return Annotated[int, BeforeValidator(_not_boolean), Field(ge=self.min, le=self.max)]
 
 
 class NumberParam(_Spec):
@@ -177,7 +185,11 @@ class NumberParam(_Spec):
     default: float | None = None
 
     def annotation(self) -> Any:
-        return Annotated[float, Field(ge=self.min, le=self.max, allow_inf_nan=False)]
+        return Annotated[
+            float,
+            BeforeValidator(_not_boolean),
+            Field(ge=self.min, le=self.max, allow_inf_nan=False),
+        ]
 
 
 class BooleanParam(_Spec):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Problem:
     file: str
     runbook: str | None
@@ -29,11 +29,19 @@ class Problem:
         return f"{location}{field}: {self.message} [{self.code}]"
 
 
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """By file, then runbook, step, field: the order an author fixes them in."""
+    return sorted(
+        problems,
+        key=lambda p: (p.file, p.runbook or "", p.step or "", p.field or "", p.code, p.message),
+    )
+
+
 class CatalogError(Exception):
     """The catalog has problems; nothing from it may be used."""
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems)
+        self.problems = sort_problems(problems)
         super().__init__(
             f"{len(self.problems)} problem(s) in the catalog; first: {self.problems[0]}"
             if self.problems
