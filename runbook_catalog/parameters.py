@@ -137,9 +137,10 @@ class PathParam(_Spec):
     @field_validator("base")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/") or posixpath.normpath(value) != value.rstrip("/"):
+        trimmed = value.rstrip("/") or "/"
+        if not value.startswith("/") or posixpath.normpath(trimmed) != trimmed:
             raise ValueError("base must be an absolute, normalised path")
-        return value.rstrip("/") or "/"
+        return trimmed
 
     def annotation(self) -> Any:
         base = self.base
@@ -148,6 +149,7 @@ class PathParam(_Spec):
             if not re.fullmatch(PATH_CHARS, value, re.ASCII) or value.startswith("-"):
                 raise ValueError("must be a path of ASCII letters, digits and ._/@+=- only")
             resolved = posixpath.normpath(posixpath.join(base, value))
+            # With base "/" every absolute path qualifies ('..' cannot climb above "/").
             if resolved != base and not resolved.startswith(base.rstrip("/") + "/"):
                 raise ValueError(f"must stay under {base}")
             return resolved
@@ -287,6 +289,9 @@ def build_parameter_model(model_name: str, specs: dict[str, Any]) -> type[Runboo
             spec.annotation(),
             Field(
                 default=default,
+                # Defaults go through the same validators as given values (a relative path
+                # default is resolved under its base, like a typed one).
+                validate_default=True,
                 description=spec.description,
                 json_schema_extra=spec.json_schema_extra() or None,
             ),

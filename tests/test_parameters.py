@@ -120,3 +120,28 @@ def test_secret_never_shows_in_repr():
     instance = model(value="env:PGPASSWORD")
     assert "PGPASSWORD" not in repr(instance)
     assert "PGPASSWORD" not in str(instance.model_dump())
+
+
+def test_defaults_are_validated_like_given_values():
+    spec = TypeAdapter(ParameterSpec).validate_python(
+        {"type": "path", "description": "d", "base": "/var/backups/postgres", "default": "nightly"}
+    )
+    model = build_parameter_model("Test", {"dir": spec})
+    assert model().dir == "/var/backups/postgres/nightly"
+
+
+def test_root_base_accepts_any_absolute_path_but_not_options():
+    spec = TypeAdapter(ParameterSpec).validate_python(
+        {"type": "path", "description": "d", "base": "/"}
+    )
+    model = build_parameter_model("Test", {"config": spec})
+    assert model(config="/etc/nginx/nginx.conf").config == "/etc/nginx/nginx.conf"
+    assert model(config="../../etc/x.conf").config == "/etc/x.conf"
+    for bad in ["-c/etc/x", "/etc/x;id", "/etc/x\n"]:
+        with pytest.raises(ValidationError):
+            model(config=bad)
+    for bad_base in ["relative/dir", "/var/../etc", "/var//x"]:
+        with pytest.raises(ValidationError):
+            TypeAdapter(ParameterSpec).validate_python(
+                {"type": "path", "description": "d", "base": bad_base}
+            )
