@@ -15,6 +15,7 @@ from db.sync import SyncRefused, sync_catalog
 from runbook_catalog import CatalogError
 from runbook_catalog.durations import format_duration
 from runbook_catalog.markdown import NoteView, runbook_markdown
+from runbook_catalog.overview import catalog_table
 
 from . import context
 from .output import console, errors, print_json
@@ -62,6 +63,9 @@ def validate(as_json: JsonOption = False) -> None:
 def list_runbooks(
     runbook_type: Annotated[str | None, typer.Option("--type", help="Only this type.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only runbooks with this tag.")] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print a Markdown table (the README's).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List the catalog's runbooks."""
@@ -72,6 +76,9 @@ def list_runbooks(
         if (runbook_type is None or rb.type == runbook_type) and (tag is None or tag in rb.tags)
     ]
     runbooks.sort(key=lambda rb: (rb.type.value, rb.slug))
+    if markdown:
+        print(catalog_table(runbooks), end="")
+        return
     if as_json:
         print_json(
             [

@@ -101,7 +101,6 @@ def test_commands_are_the_real_tools(catalog):
         "psql",
         "pg_dump",
         "pg_restore",
-        "pg_basebackup",
         "certbot",
         "openssl",
         "nginx",
@@ -128,3 +127,14 @@ def test_the_eight_notes(catalog):
         assert note.tags, title
         assert note.runbooks and set(note.runbooks) <= set(EXPECTED), title
     assert sum(n.pinned for n in notes.values()) == 4
+
+
+def test_readme_catalog_table_is_current(catalog):
+    from config import PROJECT_ROOT
+    from runbook_catalog.overview import catalog_table
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme.split("<!-- catalog-table -->\n", 1)[1].split("<!-- /catalog-table -->", 1)[0]
+    assert table == catalog_table(doc.model for doc in catalog.runbooks.values()), (
+        "README.md's catalog table is out of date: paste `runbooks list --markdown` into it"
+    )
