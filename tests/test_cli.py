@@ -178,6 +178,8 @@ def test_notes_commands(env):
     assert {n["type"] for n in tips} == {"tip"} and len(tips) == 4
     tagged = json.loads(run_cli("notes", "--tag", "patroni", "--json", env=env).stdout)
     assert [n["slug"] for n in tagged] == ["check-replica-lag-before-failover"]
+    shown = run_cli("show", "database-outage", "--markdown", env=env).stdout
+    assert "Tip: Check replica lag before failover" in shown  # admins' notes appear beside it
     # the admin's note and counts survive another sync
     assert run_cli("sync", env=env).returncode == 0
     again = json.loads(
