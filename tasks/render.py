@@ -15,7 +15,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from runbook_catalog.models import Command, Runbook, Step
 from runbook_catalog.parameters import render_value
-from runbook_catalog.templating import BIND_PARAMETER, BUILTINS, env_name, substitute
+from runbook_catalog.templating import BIND_PARAMETER, BUILTINS, env_name, placeholders, substitute
 
 MASK = "********"
 
@@ -29,8 +29,11 @@ class RenderedCommand:
     kind: str  # argv, script or sql
     argv: tuple[str, ...] | None = None
     script: str | None = None
-    sql: str | None = None  # identifiers already quoted
+    sql: str | None = None  # for people: identifiers shown quoted
+    sql_template: str | None = None  # for the executor: {{ name }} placeholders kept
+    identifiers: dict[str, str] = field(default_factory=dict)  # placeholder -> identifier
     bind: dict[str, Any] = field(default_factory=dict)
+    autocommit: bool = False
     env: dict[str, str] = field(default_factory=dict)
     timeout: int | None = None
 
@@ -120,13 +123,25 @@ def render_command(
         for name, value in builtins.items():
             env[env_name(name)] = value
         return RenderedCommand("script", script=command.script, env=env, timeout=timeout)
-    identifiers = {name: quote_identifier(str(value)) for name, value in parameters}
-    sql = substitute(command.sql or "", identifiers)
+    template = command.sql or ""
+    identifiers = {name: str(getattr(parameters, name)) for name in placeholders(template)}
+    sql = substitute(template, {k: quote_identifier(v) for k, v in identifiers.items()})
     bind = {}
-    for name in BIND_PARAMETER.findall(command.sql or ""):
+    for name in BIND_PARAMETER.findall(template):
         value = builtins.get(name, getattr(parameters, name, None))
-        bind[name] = MASK if isinstance(value, SecretStr) else value
-    return RenderedCommand("sql", sql=sql, bind=bind, env=env, timeout=timeout)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value() if not mask_secrets else MASK
+        bind[name] = value
+    return RenderedCommand(
+        "sql",
+        sql=sql,
+        sql_template=template,
+        identifiers=identifiers,
+        bind=bind,
+        env=env,
+        timeout=timeout,
+        autocommit=command.autocommit,
+    )
 
 
 @dataclass(frozen=True)
