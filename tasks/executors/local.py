@@ -35,7 +35,9 @@ def inherited_environment() -> dict[str, str]:
 
 
 class LocalExecutor(StreamingExecutor):
-    def __init__(self, target: str = "local", redact: Redact = no_redaction, cwd: str | None = None):
+    def __init__(
+        self, target: str = "local", redact: Redact = no_redaction, cwd: str | None = None
+    ):
         super().__init__(target, redact)
         self.cwd = cwd
 
