@@ -216,6 +216,8 @@ class StepExecution(Base):
     )
     rollback_output_tail: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    approved_by: Mapped[str | None] = mapped_column(String(255))  # or rejected by
+    approval_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -242,3 +244,21 @@ class AlertEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     route: Mapped[str | None] = mapped_column(String(255))
     execution_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("runbook_executions.id"))
+
+
+class ExecutionLease(Base):
+    """One active execution per runbook and target (DESIGN.md): a row per held lease.
+
+    The holder renews `expires_at` while it runs; a crashed holder stops renewing, so its
+    lease expires and the next run (or the reconciler) may take over.
+    """
+
+    __tablename__ = "execution_leases"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)  # runbook|targets
+    runbook_slug: Mapped[str] = mapped_column(String(63))
+    target: Mapped[str] = mapped_column(String(255))
+    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    holder: Mapped[str] = mapped_column(String(255))  # host:pid of the run process
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

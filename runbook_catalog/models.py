@@ -172,6 +172,7 @@ class Step(_Model):
     changes_state: bool = True
     irreversible: bool = False
     requires_approval: bool = False
+    approval_timeout: Duration = 3600  # no decision by then: the step fails (and rolls back)
     timeout: Duration = 300
     retries: int = Field(default=0, ge=0, le=5)
     retry_delay: Duration = 10

@@ -14,7 +14,10 @@ the command had started, with secrets already redacted.
 
 from __future__ import annotations
 
-from .executors.result import Result
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the executors import these errors; avoid the import cycle at run time
+    from .executors.result import Result
 
 
 class ExecutorError(Exception):

@@ -1,0 +1,157 @@
+"""Writes the execution record as a run goes (DESIGN.md, "The mirror").
+
+The execution row is written when the flow starts, a step row before the step's command
+starts, and results after, so a crash leaves evidence. Every text that reaches a row has been
+redacted by the caller's Redactor, which the writer applies once more as a last line.
+Terminal statuses are final: closing an already-closed execution changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from .base import utcnow
+from .engine import session_scope
+from .models import (
+    TERMINAL_STATUSES,
+    ExecutionStatus,
+    RollbackStatus,
+    RunbookExecution,
+    StepExecution,
+    StepStatus,
+)
+
+OUTPUT_TAIL_CHARS = 16_000  # what the mirror keeps of a step's output (the end of it)
+
+
+def _tail(text: str | None) -> str | None:
+    if text is None or len(text) <= OUTPUT_TAIL_CHARS:
+        return text
+    return "[… truncated …]\n" + text[-OUTPUT_TAIL_CHARS:]
+
+
+class MirrorWriter:
+    def __init__(self, engine: Engine, redact: Callable[[str], str] = lambda text: text):
+        self.engine = engine
+        self.redact = redact
+
+    def _text(self, text: str | None) -> str | None:
+        return None if text is None else _tail(self.redact(text))
+
+    def start_execution(
+        self,
+        *,
+        execution_id: uuid.UUID,
+        flow_run_id: uuid.UUID | None,
+        runbook_slug: str,
+        runbook_version: str,
+        definition_hash: str,
+        definition: dict[str, Any],
+        trigger: str,
+        triggered_by: str | None,
+        parameters: dict[str, Any],
+        target: str,
+        alert_event_id: int | None = None,
+    ) -> None:
+        with session_scope(self.engine) as session:
+            session.add(
+                RunbookExecution(
+                    id=execution_id,
+                    flow_run_id=flow_run_id,
+                    runbook_slug=runbook_slug,
+                    runbook_version=runbook_version,
+                    definition_hash=definition_hash,
+                    definition_snapshot=definition,
+                    trigger=trigger,
+                    triggered_by=triggered_by,
+                    parameters=parameters,
+                    target=target,
+                    status=ExecutionStatus.RUNNING.value,
+                    started_at=utcnow(),
+                    alert_event_id=alert_event_id,
+                )
+            )
+
+    def set_status(self, execution_id: uuid.UUID, status: ExecutionStatus) -> None:
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(RunbookExecution)
+                .where(RunbookExecution.id == execution_id)
+                .where(RunbookExecution.status.not_in([s.value for s in TERMINAL_STATUSES]))
+                .values(status=status.value)
+            )
+
+    def finish_execution(
+        self, execution_id: uuid.UUID, status: ExecutionStatus, error: str | None = None
+    ) -> bool:
+        """Close the row; False if it was already closed (hooks and the reconciler race)."""
+        with session_scope(self.engine) as session:
+            row = session.get(RunbookExecution, execution_id, with_for_update=True)
+            if row is None or row.status in TERMINAL_STATUSES:
+                return False
+            finished = utcnow()
+            row.status = status.value
+            row.finished_at = finished
+            row.duration_seconds = (finished - row.started_at).total_seconds()
+            row.error = self._text(error)
+            return True
+
+    def start_step(
+        self, execution_id: uuid.UUID, position: int, step_id: str, title: str, command: str
+    ) -> int:
+        with session_scope(self.engine) as session:
+            row = StepExecution(
+                execution_id=execution_id,
+                position=position,
+                step_id=step_id,
+                title=title,
+                command=self._text(command),
+                status=StepStatus.RUNNING.value,
+                attempts=0,
+                started_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def update_step(self, step_row_id: int, **values: Any) -> None:
+        for key in ("output_tail", "verify_result", "rollback_output_tail", "error"):
+            if key in values:
+                values[key] = self._text(values[key])
+        for key in ("status", "rollback_status"):
+            if isinstance(values.get(key), StepStatus | RollbackStatus):
+                values[key] = values[key].value
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(StepExecution).where(StepExecution.id == step_row_id).values(**values)
+            )
+
+    def finish_step(self, step_row_id: int, status: StepStatus, **values: Any) -> None:
+        self.update_step(step_row_id, status=status, finished_at=utcnow(), **values)
+
+
+def close_open_steps(engine: Engine, execution_id: uuid.UUID, finished_at: datetime) -> int:
+    """Steps a dead run left `running` become `outcome_unknown` (never re-run automatically)."""
+    with session_scope(engine) as session:
+        return session.execute(
+            update(StepExecution)
+            .where(StepExecution.execution_id == execution_id)
+            .where(StepExecution.status.in_([StepStatus.RUNNING.value, StepStatus.PENDING.value]))
+            .values(status=StepStatus.OUTCOME_UNKNOWN.value, finished_at=finished_at)
+        ).rowcount
+
+
+def open_executions(engine: Engine) -> list[RunbookExecution]:
+    with session_scope(engine) as session:
+        return list(
+            session.scalars(
+                select(RunbookExecution).where(
+                    RunbookExecution.status.not_in([s.value for s in TERMINAL_STATUSES])
+                )
+            )
+        )

@@ -1,0 +1,105 @@
+"""What a run leaves in Prefect: a progress artifact updated per step, and a Markdown report
+(step table: status, duration, verification, rollback) at the end.
+
+Artifacts are for people; a failure to write one is logged and never fails the run (the
+mirror is the record).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from runbook_catalog.models import Runbook
+
+logger = logging.getLogger("runbooks.reporting")
+
+
+def artifact_key(slug: str, suffix: str) -> str:
+    """Prefect artifact keys are lowercase letters, digits and dashes."""
+    return f"{slug}-{suffix}"
+
+
+def _in_flow_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+class Progress:
+    def __init__(self, runbook: Runbook, total: int):
+        self.total = total
+        self.artifact_id: uuid.UUID | None = None
+        if not _in_flow_run():
+            return
+        try:
+            from prefect.artifacts import create_progress_artifact
+
+            self.artifact_id = create_progress_artifact(
+                progress=0.0,
+                key=artifact_key(runbook.slug, "progress"),
+                description=f"{runbook.title}: steps completed",
+            )
+        except Exception as exc:
+            logger.warning("could not create the progress artifact: %s", exc)
+
+    def _update(self, progress: float) -> None:
+        if self.artifact_id is None:
+            return
+        try:
+            from prefect.artifacts import update_progress_artifact
+
+            update_progress_artifact(artifact_id=self.artifact_id, progress=progress)
+        except Exception as exc:
+            logger.warning("could not update the progress artifact: %s", exc)
+
+    def step_done(self, position: int) -> None:
+        self._update(round(100.0 * position / self.total, 1))
+
+    def finish(self, status: str) -> None:
+        if status == "succeeded":
+            self._update(100.0)
+
+
+def report_markdown(
+    runbook: Runbook, execution_id: uuid.UUID, records: list[Any], status: str
+) -> str:
+    lines = [
+        f"# {runbook.title}: {status}",
+        "",
+        f"Runbook `{runbook.slug}` version {runbook.version}; execution `{execution_id}`.",
+        "",
+        "| # | step | status | duration | verification | rollback |",
+        "|---|---|---|---|---|---|",
+    ]
+    for record in records:
+        duration = f"{record.duration_s:.1f}s" if record.duration_s is not None else ""
+        verdict = str(record.verdict).replace("|", "\\|").replace("\n", " ")
+        lines.append(
+            f"| {record.position} | `{record.step.id}` {record.step.title} | {record.status} | "
+            f"{duration} | {verdict} | {record.rollback} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def publish_report(
+    runbook: Runbook,
+    execution_id: uuid.UUID,
+    records: list[Any],
+    status: str,
+    redact: Callable[[str], str],
+) -> None:
+    if not _in_flow_run():
+        return
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(
+            markdown=redact(report_markdown(runbook, execution_id, records, status)),
+            key=artifact_key(runbook.slug, "report"),
+            description=f"{runbook.title}: step table",
+        )
+    except Exception as exc:
+        logger.warning("could not create the report artifact: %s", exc)
