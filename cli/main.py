@@ -14,7 +14,7 @@ import typer
 from db.sync import SyncRefused
 from runbook_catalog import CatalogError
 
-from . import catalog, notes, plan
+from . import catalog, notes, plan, run
 from .context import CommandError
 from .output import errors
 
@@ -29,6 +29,7 @@ app.command()(catalog.sync)
 app.command("list")(catalog.list_runbooks)
 app.command()(catalog.show)
 app.command()(plan.plan)
+app.command()(run.run)
 app.add_typer(notes.app, name="notes")
 
 

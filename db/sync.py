@@ -86,56 +86,81 @@ def _version_row(doc: Document) -> RunbookVersion:
     )
 
 
+def _sync_runbook(
+    session, doc: Document, row: Runbook | None, recorded: dict, report: SyncReport
+) -> str | None:
+    """Apply one catalog runbook to its row; the refusal reason, or None."""
+    rb, slug = doc.model, doc.model.slug
+    columns = _runbook_columns(doc)
+    if row is None:
+        session.add(Runbook(slug=slug, is_active=True, **columns))
+        session.flush()
+        session.add(_version_row(doc))
+        report.created.append(slug)
+        return None
+    if row.definition_hash != doc.definition_hash:
+        if rb.version == row.version:
+            return (
+                f"{slug}: content changed but the version is still {rb.version}; raise "
+                "version and add a changelog entry"
+            )
+        if version_key(rb.version) < version_key(row.version):
+            return f"{slug}: version goes back from {row.version} to {rb.version}"
+        known = recorded.get((slug, rb.version))
+        if known is not None and known != doc.definition_hash:
+            return f"{slug}: version {rb.version} was already recorded with other content"
+        if known is None:
+            session.add(_version_row(doc))
+        report.updated.append(f"{slug} {row.version} -> {rb.version}")
+    elif not row.is_active:
+        report.reactivated.append(slug)
+    elif any(getattr(row, key) != value for key, value in columns.items()):
+        report.updated.append(f"{slug} (file {columns['source_file']})")
+    else:
+        report.unchanged.append(slug)
+        return None
+    for key, value in columns.items():
+        setattr(row, key, value)
+    row.is_active = True
+    row.updated_at = utcnow()
+    return None
+
+
+def _recorded_versions(session, slug: str | None = None) -> dict:
+    query = select(
+        RunbookVersion.runbook_slug, RunbookVersion.version, RunbookVersion.definition_hash
+    )
+    if slug is not None:
+        query = query.where(RunbookVersion.runbook_slug == slug)
+    return {(s, v): h for s, v, h in session.execute(query)}
+
+
 def _sync_runbooks(session, catalog: Catalog, report: SyncReport, refusals: list[str]) -> None:
     existing = {row.slug: row for row in session.scalars(select(Runbook))}
-    recorded = {
-        (v.runbook_slug, v.version): v.definition_hash
-        for v in session.scalars(select(RunbookVersion))
-    }
+    recorded = _recorded_versions(session)
     for slug, doc in sorted(catalog.runbooks.items()):
-        rb, row = doc.model, existing.get(slug)
-        columns = _runbook_columns(doc)
-        if row is None:
-            session.add(Runbook(slug=slug, is_active=True, **columns))
-            session.flush()
-            session.add(_version_row(doc))
-            report.created.append(slug)
-            continue
-        if row.definition_hash != doc.definition_hash:
-            if rb.version == row.version:
-                refusals.append(
-                    f"{slug}: content changed but the version is still {rb.version}; raise "
-                    "version and add a changelog entry"
-                )
-                continue
-            if version_key(rb.version) < version_key(row.version):
-                refusals.append(f"{slug}: version goes back from {row.version} to {rb.version}")
-                continue
-            known = recorded.get((slug, rb.version))
-            if known is not None and known != doc.definition_hash:
-                refusals.append(
-                    f"{slug}: version {rb.version} was already recorded with other content"
-                )
-                continue
-            if known is None:
-                session.add(_version_row(doc))
-            report.updated.append(f"{slug} {row.version} -> {rb.version}")
-        elif not row.is_active:
-            report.reactivated.append(slug)
-        elif any(getattr(row, key) != value for key, value in columns.items()):
-            report.updated.append(f"{slug} (file {columns['source_file']})")
-        else:
-            report.unchanged.append(slug)
-            continue
-        for key, value in columns.items():
-            setattr(row, key, value)
-        row.is_active = True
-        row.updated_at = utcnow()
+        refusal = _sync_runbook(session, doc, existing.get(slug), recorded, report)
+        if refusal:
+            refusals.append(refusal)
     for slug, row in sorted(existing.items()):
         if slug not in catalog.runbooks and row.is_active:
             row.is_active = False
             row.updated_at = utcnow()
             report.deactivated.append(slug)
+
+
+def ensure_runbook(engine: Engine, doc: Document) -> None:
+    """Before a run: record this runbook's version in the mirror by the same rules as sync
+    (a new version is added; changed content under the same version is refused)."""
+    with session_scope(engine) as session:
+        row = session.scalar(select(Runbook).where(Runbook.slug == doc.model.slug))
+        if row is not None and row.definition_hash == doc.definition_hash and row.is_active:
+            return
+        refusal = _sync_runbook(
+            session, doc, row, _recorded_versions(session, doc.model.slug), SyncReport()
+        )
+        if refusal:
+            raise SyncRefused([refusal])
 
 
 def _note_columns(doc: Document) -> dict:

@@ -30,6 +30,7 @@ from db.engine import make_engine
 from db.leases import LeaseKeeper
 from db.mirror import MirrorWriter
 from db.models import ExecutionStatus, RollbackStatus, StepStatus
+from db.sync import ensure_runbook
 from runbook_catalog.loader import Document
 from runbook_catalog.models import Command, Runbook, Step, TargetKind
 from tasks.errors import ExecutorError
@@ -139,6 +140,7 @@ def execute_runbook(request: RunRequest) -> Outcome:
     engine = open_mirror()
     redactor = Redactor()
     resolved = Inventory.load(settings.inventory).resolve(runbook)
+    ensure_runbook(engine, request.document)  # the version that runs is in the mirror
     execution_id = uuid.uuid4()
     targets = RunTargets(
         resolved, redactor, str(execution_id), settings.data_dir / "runs" / str(execution_id)

@@ -24,7 +24,10 @@ from config import PROJECT_ROOT
 from db import migrate
 from db.engine import make_engine
 
+pytest_plugins = ["tests.sshd"]  # the `sshd` fixture: a real OpenSSH server on loopback
+
 CATALOG = PROJECT_ROOT / "runbook_catalog"
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 RUNBOOKS_BIN = Path(sys.executable).with_name("runbooks")
 
 
@@ -125,3 +128,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect server (SQLite, temporary) for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def mirror_env(monkeypatch, tmp_path):
+    """A fresh SQLite mirror and data directory for an engine test; returns the mirror URL."""
+    url = f"sqlite:///{tmp_path / 'mirror.db'}"
+    monkeypatch.setenv("RUNBOOKS_DATABASE_URL", url)
+    monkeypatch.setenv("RUNBOOKS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("RUNBOOKS_INVENTORY", raising=False)
+    return url

@@ -1,0 +1,81 @@
+"""Small runbooks for engine tests, built in code so each behaviour is one parameter away.
+
+`ordered` has three local script steps that append to `$RB_DIR/log` and create `$RB_DIR/sN`;
+its rollbacks append `undo N`. Parameters choose where it fails and how:
+fail_at (step 1-3, 0 = never), fail_how (exit, verify, timeout), broken_rollback (step whose
+rollback fails), so rollback order and outcomes are observable on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .catalog_factory import write_catalog
+
+
+def _ordered_step(n: int) -> dict[str, Any]:
+    return {
+        "id": f"s{n}",
+        "title": f"Step {n}",
+        "run": {
+            "script": (
+                f'echo "run {n}" >> "$RB_DIR/log"\n'
+                f'if [ "$RB_FAIL_AT" = {n} ] && [ "$RB_FAIL_HOW" = exit ]; then echo boom-{n} >&2; exit 3; fi\n'
+                f'if [ "$RB_FAIL_AT" = {n} ] && [ "$RB_FAIL_HOW" = timeout ]; then sleep 60; fi\n'
+                f'touch "$RB_DIR/s{n}"\n'
+                f'echo "step {n} done"\n'
+            )
+        },
+        "verify": {
+            "script": (
+                f'test -e "$RB_DIR/s{n}"\n'
+                f'if [ "$RB_FAIL_AT" = {n} ] && [ "$RB_FAIL_HOW" = verify ]; then exit 1; fi\n'
+            )
+        },
+        "rollback": {
+            "script": (
+                f'echo "undo {n}" >> "$RB_DIR/log"\n'
+                f'rm -f "$RB_DIR/s{n}"\n'
+                f'if [ "$RB_BROKEN_ROLLBACK" = {n} ]; then echo cannot-undo-{n} >&2; exit 7; fi\n'
+            )
+        },
+        "timeout": "2s",
+    }
+
+
+def ordered(**changes: Any) -> dict[str, Any]:
+    data = {
+        "slug": "ordered",
+        "title": "Ordered steps",
+        "type": "maintenance",
+        "priority": "medium",
+        "version": "1.0",
+        "changelog": [{"version": "1.0", "date": "2026-12-04", "changes": ["test"]}],
+        "summary": "Three steps that record their runs and undos.",
+        "expected_duration": "1m",
+        "parameters": {
+            "dir": {"type": "path", "base": "/tmp", "description": "where to write"},
+            "fail_at": {"type": "integer", "min": 0, "max": 9, "default": 0, "description": "x"},
+            "fail_how": {
+                "type": "choice",
+                "choices": ["exit", "verify", "timeout"],
+                "default": "exit",
+                "description": "x",
+            },
+            "broken_rollback": {
+                "type": "integer",
+                "min": 0,
+                "max": 9,
+                "default": 0,
+                "description": "x",
+            },
+        },
+        "steps": [_ordered_step(n) for n in (1, 2, 3)],
+    }
+    data.update(changes)
+    return data
+
+
+def write_engine_catalog(root: Path, *runbooks: dict[str, Any]) -> Path:
+    return write_catalog(root, list(runbooks) or [ordered()])
