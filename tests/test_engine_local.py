@@ -74,6 +74,7 @@ def test_command_failure_rolls_back_newest_first(tmp_path, mirror_env):
 
 def test_verification_failure_is_a_failed_step(tmp_path, mirror_env):
     state, execution, steps, log, _ = run(tmp_path, mirror_env, fail_at=2, fail_how="verify")
+    assert state.is_failed()
     assert execution.status == "rolled_back"
     assert steps[1].status == "failed" and steps[1].verify_passed is False
     assert steps[1].exit_code == 0  # the command itself worked
@@ -84,6 +85,7 @@ def test_verification_failure_is_a_failed_step(tmp_path, mirror_env):
 
 def test_first_step_failure_has_nothing_to_undo(tmp_path, mirror_env):
     state, execution, steps, log, _ = run(tmp_path, mirror_env, fail_at=1)
+    assert state.is_failed()
     assert execution.status == "failed"
     assert [s.status for s in steps] == ["failed", "skipped", "skipped"]
     assert log == ["run 1"]
@@ -91,6 +93,7 @@ def test_first_step_failure_has_nothing_to_undo(tmp_path, mirror_env):
 
 def test_timeout_kills_the_command_and_rolls_back(tmp_path, mirror_env):
     state, execution, steps, log, _ = run(tmp_path, mirror_env, fail_at=2, fail_how="timeout")
+    assert state.is_failed()
     assert execution.status == "rolled_back"
     assert "timed out after 2s" in steps[1].error
     assert steps[1].exit_code is None
@@ -100,6 +103,7 @@ def test_timeout_kills_the_command_and_rolls_back(tmp_path, mirror_env):
 
 def test_failing_rollback_still_attempts_the_rest(tmp_path, mirror_env):
     state, execution, steps, log, _ = run(tmp_path, mirror_env, fail_at=3, broken_rollback=2)
+    assert state.is_failed()
     assert execution.status == "rollback_failed"
     assert log == ["run 1", "run 2", "run 3", "undo 2", "undo 1"]
     assert [s.rollback_status for s in steps[:2]] == ["succeeded", "failed"]
