@@ -14,7 +14,7 @@ import typer
 from db.sync import SyncRefused
 from runbook_catalog import CatalogError
 
-from . import catalog, notes, plan, run
+from . import catalog, history, notes, plan, reconcile, run
 from .context import CommandError
 from .output import errors
 
@@ -30,6 +30,9 @@ app.command("list")(catalog.list_runbooks)
 app.command()(catalog.show)
 app.command()(plan.plan)
 app.command()(run.run)
+app.command("history")(history.history_command)
+app.command("stats")(history.stats_command)
+app.command()(reconcile.reconcile)
 app.add_typer(notes.app, name="notes")
 
 

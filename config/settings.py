@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     catalog: Path | None = None
     inventory: Path | None = None
     alert_token: SecretStr | None = None
+    # A run renews its lease every third of this; a dead run's lease expires after it.
+    lease_ttl_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)
 
     @field_validator("database_url")
     @classmethod

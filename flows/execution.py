@@ -147,7 +147,12 @@ def execute_runbook(request: RunRequest) -> Outcome:
     )
     secret_parameters = _resolved_parameters(request.parameters, redactor)
     mirror = MirrorWriter(engine, redactor)
-    with redact_logs(redactor), LeaseKeeper(engine, runbook.slug, targets.describe(), execution_id):
+    with (
+        redact_logs(redactor),
+        LeaseKeeper(
+            engine, runbook.slug, targets.describe(), execution_id, settings.lease_ttl_seconds
+        ),
+    ):
         mirror.start_execution(
             execution_id=execution_id,
             flow_run_id=request.flow_run_id,
