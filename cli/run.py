@@ -95,6 +95,9 @@ def run(
 
     if not verbose:  # our progress lines instead of Prefect's console log (the API gets all)
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    # The ephemeral server's telemetry writes race on its SQLite file and log "database is
+    # locked"; a one-off run has nothing to report anyway.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.engine import build_flow
     from flows.execution import LOCAL_RUN_OPTIONS, LocalRunOptions
 

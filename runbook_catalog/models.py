@@ -13,7 +13,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .durations import Duration
 from .parameters import ParameterSpec, build_parameter_model
@@ -228,9 +228,15 @@ class Runbook(_Model):
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
 
+    _parameter_model: type | None = PrivateAttr(default=None)
+
     def parameter_model(self):
-        name = "".join(part.capitalize() for part in self.slug.split("-")) + "Parameters"
-        return build_parameter_model(name, dict(self.parameters))
+        """The strict pydantic model of this runbook's parameters: one class per runbook,
+        so a value validated by the CLI is an instance of the flow's own parameter type."""
+        if self._parameter_model is None:
+            name = "".join(part.capitalize() for part in self.slug.split("-")) + "Parameters"
+            self._parameter_model = build_parameter_model(name, dict(self.parameters))
+        return self._parameter_model
 
     def target_kind(self, name: str) -> TargetKind | None:
         if name == "local":

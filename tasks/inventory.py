@@ -136,9 +136,11 @@ class Inventory(BaseModel):
 
     def resolve(self, runbook: Runbook) -> dict[str, tuple[str, Any]]:
         """Runbook target name -> (inventory entry name, entry) for every target its steps use."""
-        used = {"local"} | {s.target for s in runbook.steps} | {
-            s.connection for s in runbook.steps if s.connection
-        }
+        used = (
+            {"local"}
+            | {s.target for s in runbook.steps}
+            | {s.connection for s in runbook.steps if s.connection}
+        )
         resolved: dict[str, tuple[str, Any]] = {}
         for name in sorted(used):
             if name == "local":

@@ -37,9 +37,7 @@ def judge_verification(verify: Verification, result: Result) -> Verdict:
         return Verdict(False, f"output does not match /{verify.output_matches}/")
     if verify.output_matches:
         checks.append(f"output matches /{verify.output_matches}/")
-    if verify.output_not_matches and re.search(
-        verify.output_not_matches, result.stdout_tail, re.M
-    ):
+    if verify.output_not_matches and re.search(verify.output_not_matches, result.stdout_tail, re.M):
         return Verdict(False, f"output matches /{verify.output_not_matches}/, which it must not")
     if verify.output_not_matches:
         checks.append(f"output does not match /{verify.output_not_matches}/")

@@ -147,4 +147,7 @@ def mirror_env(monkeypatch, tmp_path):
     monkeypatch.setenv("RUNBOOKS_DATABASE_URL", url)
     monkeypatch.setenv("RUNBOOKS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("RUNBOOKS_INVENTORY", raising=False)
+    engine = make_engine(url)
+    migrate.upgrade(engine)  # so tests may read the tables before the first run writes
+    engine.dispose()
     return url

@@ -79,3 +79,71 @@ def ordered(**changes: Any) -> dict[str, Any]:
 
 def write_engine_catalog(root: Path, *runbooks: dict[str, Any]) -> Path:
     return write_catalog(root, list(runbooks) or [ordered()])
+
+
+def gated(approval_timeout: str = "1h") -> dict[str, Any]:
+    """`ordered` whose second step needs approval."""
+    data = ordered(slug="gated", title="Gated steps")
+    data["steps"][1]["requires_approval"] = True
+    data["steps"][1]["approval_timeout"] = approval_timeout
+    return data
+
+
+def waiting() -> dict[str, Any]:
+    """One step that waits for `$RB_DIR/go` (at most 60 s) and records that it ran."""
+    data = ordered(slug="waiting", title="Waits for a file")
+    data["steps"] = [
+        {
+            "id": "wait",
+            "title": "Wait for the go file",
+            "run": {
+                "script": 'echo started >> "$RB_DIR/log"\n'
+                'for i in $(seq 600); do [ -e "$RB_DIR/go" ] && exit 0; sleep 0.1; done\nexit 1\n'
+            },
+            "verify": {"output_not_matches": "never"},
+            "changes_state": False,
+            "timeout": "90s",
+        },
+        {
+            "id": "sleep",
+            "title": "Sleep long (killed in tests)",
+            "run": {"script": 'echo "$$" > "$RB_DIR/sleeper.pid"\nexec sleep 31.5\n'},
+            "verify": {"output_not_matches": "never"},
+            "changes_state": False,
+            "timeout": "60s",
+        },
+    ]
+    data["parameters"] = {
+        "dir": data["parameters"]["dir"],
+        "sleep": {"type": "boolean", "default": False, "description": "x"},
+    }
+    data["steps"][1]["run"]["script"] = (
+        '[ "$RB_SLEEP" = true ] || exit 0\n' + data["steps"][1]["run"]["script"]
+    )
+    return data
+
+
+def secretive() -> dict[str, Any]:
+    """Prints a secret parameter in its output and its error, then fails."""
+    data = ordered(slug="secretive", title="Handles a secret")
+    data["parameters"] = {
+        "dir": data["parameters"]["dir"],
+        "token": {"type": "secret", "description": "an API token, by reference"},
+    }
+    data["steps"] = [
+        {
+            "id": "use-token",
+            "title": "Use the token",
+            "run": {"script": 'echo "token is $RB_TOKEN"\necho "saved" > "$RB_DIR/used"\n'},
+            "verify": {"output_matches": "token is"},
+            "rollback": {"script": 'rm -f "$RB_DIR/used"; echo "undo with $RB_TOKEN"\n'},
+        },
+        {
+            "id": "leak-and-fail",
+            "title": "Fail with the token in the error",
+            "run": {"script": 'echo "bad token $RB_TOKEN" >&2\nexit 9\n'},
+            "verify": {"output_matches": "never"},
+            "changes_state": False,
+        },
+    ]
+    return data

@@ -46,7 +46,9 @@ def test_success_records_everything(tmp_path, mirror_env):
     assert len(execution.definition_hash) == 64
     assert execution.flow_run_id == state.state_details.flow_run_id
     assert execution.duration_seconds > 0 and execution.finished_at is not None
-    assert [(s.step_id, s.status, s.exit_code, s.verify_passed, s.rollback_status) for s in steps] == [
+    assert [
+        (s.step_id, s.status, s.exit_code, s.verify_passed, s.rollback_status) for s in steps
+    ] == [
         ("s1", "succeeded", 0, True, "pending"),
         ("s2", "succeeded", 0, True, "pending"),
         ("s3", "succeeded", 0, True, "pending"),

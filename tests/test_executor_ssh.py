@@ -142,6 +142,21 @@ def test_exit_codes_and_stderr(executor):
     assert (reads_stdin.exit_code, reads_stdin.stdout_tail) == (0, "")
 
 
+def test_output_is_kept_when_a_background_child_holds_stdout(executor, tmp_path):
+    # The command exits at once, but its child keeps stdout open: the run still returns (the
+    # base class stops waiting for the streams after its grace), with the output that came.
+    pidfile = tmp_path / "child.pid"
+    env = {"RB_PIDFILE": str(pidfile)}
+    started = time.monotonic()
+    result = executor.run(
+        script('sleep 60 &\necho "$!" > "$RB_PIDFILE"\necho parent done'), env=env, timeout=30
+    )
+    assert time.monotonic() - started < 15
+    assert (result.exit_code, result.stdout_tail) == (0, "parent done\n")
+    stop = executor.run(script('kill "$(cat "$RB_PIDFILE")"'), env=env, timeout=10)
+    assert stop.exit_code == 0 and executor.handshakes == 1
+
+
 # One connection per executor --------------------------------------------------------------
 def test_many_runs_share_one_handshake(sshd, executor):
     offset = len(sshd.log())

@@ -12,7 +12,9 @@ The deadline holds on both ends (rule 5): the remote `timeout` stops the command
 group (TERM, KILL 5 s later) and reports it; locally `wait()` gives up a little after that and
 `kill()` closes the channel, for a target that stopped answering.
 
-paramiko and socket errors become our errors in one place, `_translated_errors`.
+paramiko and socket errors become our errors in one place, `_translated_errors`. No pty, stdin
+closed at once; stdout and stderr are read apart, concurrently, by the base class's pumps.
+paramiko ignores "exit-signal", so a command killed by a signal has no exit status (None).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import contextlib
 import math
 import re
 import shlex
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
 
 from paramiko import (
     AuthenticationException,
@@ -115,11 +117,34 @@ def remote_command_line(command: RenderedCommand, env: dict[str, str], timeout: 
     )
 
 
+class _ChannelStream:
+    """One output stream of a channel, for the base class's pump: `read1` returns what has
+    arrived. (paramiko's `makefile("rb")` objects have no read1, and their read(n) waits for n
+    bytes or EOF: a command whose background child keeps stdout open would lose its output.)"""
+
+    def __init__(self, channel: Channel, *, stderr: bool):
+        self._channel = channel
+        self._recv = channel.recv_stderr if stderr else channel.recv
+
+    def read1(self, size: int = 65536) -> bytes:
+        return self._recv(size)  # b"" at EOF and once the channel is closed
+
+    @property
+    def closed(self) -> bool:
+        return self._channel.closed
+
+
 @dataclass
 class _Running:
     channel: Channel
-    stdout: IO[bytes]
-    stderr: IO[bytes]
+    stdout: _ChannelStream
+    stderr: _ChannelStream
+    exec_at: float  # monotonic, just before the exec request: the remote deadline starts later
+    status_at: float | None = None  # when the exit status (or the channel's end) arrived
+
+    def lasted_at_least(self, timeout: float) -> bool:
+        """Could the remote `timeout` have fired? (This span bounds the remote one from above.)"""
+        return self.status_at is not None and self.status_at - self.exec_at >= timeout
 
 
 class SSHExecutor(StreamingExecutor):
@@ -246,9 +271,15 @@ class SSHExecutor(StreamingExecutor):
         try:
             with self._translated_errors(client):
                 channel = client.get_transport().open_session(timeout=self.remote.connect_timeout)
+                exec_at = time.monotonic()
                 channel.exec_command(line)  # no pty: stdout and stderr stay apart
                 channel.shutdown_write()  # stdin: EOF at once
-                running = _Running(channel, channel.makefile("rb"), channel.makefile_stderr("rb"))
+                running = _Running(
+                    channel,
+                    _ChannelStream(channel, stderr=False),
+                    _ChannelStream(channel, stderr=True),
+                    exec_at,
+                )
         except BaseException:
             if channel is not None:
                 channel.close()
@@ -256,7 +287,7 @@ class SSHExecutor(StreamingExecutor):
         self._running = running
         return running
 
-    def streams(self, handle: _Running) -> tuple[IO[bytes], IO[bytes]]:
+    def streams(self, handle: _Running) -> tuple[_ChannelStream, _ChannelStream]:
         return handle.stdout, handle.stderr
 
     def wait(self, handle: _Running, timeout: float) -> int | None:
@@ -265,6 +296,7 @@ class SSHExecutor(StreamingExecutor):
         grace = REMOTE_KILL_AFTER + LOCAL_SLACK_SECONDS
         if not handle.channel.status_event.wait(timeout + grace):
             return None
+        handle.status_at = time.monotonic()
         return handle.channel.exit_status
 
     def kill(self, handle: _Running) -> None:
@@ -281,15 +313,18 @@ class SSHExecutor(StreamingExecutor):
         timeout: float,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> Result:
+        self._running = None
         try:
             result = super().run(command, env=env, timeout=timeout, output_limit=output_limit)
         finally:
             running, self._running = self._running, None
             if running is not None:
                 running.channel.close()  # also when a background child still holds stdout
-        return self._judge(result, timeout)
+        assert running is not None  # start() succeeded, or super().run() raised
+        return self._judge(result, running, timeout)
 
-    def _judge(self, result: Result, timeout: float) -> Result:
+    def _judge(self, result: Result, running: _Running, timeout: float) -> Result:
+        """What the base class cannot know: a missing exit status, and the remote deadline."""
         status = result.exit_code
         if status == _NO_EXIT_STATUS:
             result = replace(result, exit_code=None)
@@ -302,7 +337,7 @@ class SSHExecutor(StreamingExecutor):
                     target=self.target,
                     result=result,
                 )
-        if status in _REMOTE_TIMEOUT_STATUSES and result.duration_s >= timeout:
+        if status in _REMOTE_TIMEOUT_STATUSES and running.lasted_at_least(timeout):
             result = replace(result, exit_code=None, timed_out=True)
             raise CommandTimedOut(
                 f"timed out after {timeout:g}s: {result.command}",
