@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import signal
@@ -125,6 +126,7 @@ def test_approval_times_out(tmp_path, mirror_env):
     executions, steps = rows(mirror_env)
     assert executions[0].status == "rolled_back"
     assert executions[0].error == "step s2: approval timed out: no decision within 3s"
+    assert (steps[1].status, steps[1].approved_by) == ("failed", None)
     assert (work / "log").read_text().splitlines() == ["run 1", "undo 1"]
 
 
@@ -242,10 +244,8 @@ def test_sigkill_is_reconciled_to_crashed(tmp_path, mirror_env, prefect_server):
     finally:
         if (work / "sleeper.pid").exists():  # the step runs in its own process group
             pid = int((work / "sleeper.pid").read_text())
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     executions, steps = rows(mirror_env)
     assert executions[0].status == "running"
     assert [r.action for r in reconcile(make_engine(mirror_env))] == ["still running"]
