@@ -102,7 +102,13 @@ class MirrorWriter:
             return True
 
     def start_step(
-        self, execution_id: uuid.UUID, position: int, step_id: str, title: str, command: str
+        self,
+        execution_id: uuid.UUID,
+        position: int,
+        step_id: str,
+        title: str,
+        command: str,
+        target: str | None = None,
     ) -> int:
         with session_scope(self.engine) as session:
             row = StepExecution(
@@ -110,6 +116,7 @@ class MirrorWriter:
                 position=position,
                 step_id=step_id,
                 title=title,
+                target=target,
                 command=self._text(command),
                 status=StepStatus.RUNNING.value,
                 attempts=0,

@@ -204,6 +204,7 @@ class StepExecution(Base):
     position: Mapped[int] = mapped_column(Integer)
     step_id: Mapped[str] = mapped_column(String(63))
     title: Mapped[str] = mapped_column(String(255))
+    target: Mapped[str | None] = mapped_column(String(255))  # where it ran: "host (root@h:22)"
     command: Mapped[str | None] = mapped_column(Text)  # rendered, secrets masked
     status: Mapped[str] = mapped_column(String(32), default=StepStatus.PENDING.value)
     exit_code: Mapped[int | None] = mapped_column(Integer)

@@ -259,7 +259,15 @@ class _StepRunner:
         step, position = record.step, record.position
         total = len(self.runbook.steps)
         shown = self._render(step.run, step, shown=True).display()
-        row = self.mirror.start_step(self.execution_id, position, step.id, step.title, shown)
+        where = self._where(step.run, step)
+        row = self.mirror.start_step(
+            self.execution_id,
+            position,
+            step.id,
+            step.title,
+            shown,
+            target=f"{where} ({self.targets.describe_target(where)})",
+        )
         _emit("step_started", position=position, total=total, step=step.id, title=step.title)
         self.logger.info("step %d/%d %s: %s", position, total, step.id, step.title)
         clock = datetime.now(UTC)
@@ -296,7 +304,7 @@ class _StepRunner:
             self.mirror.update_step(row, attempts=attempts)
 
         try:
-            executor = self.targets.executor(self._where(step.run, step))
+            executor = self.targets.executor(where)
             result = run_command.with_options(
                 name=f"{step.id}: run",
                 retries=step.retries,

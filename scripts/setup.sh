@@ -10,9 +10,12 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 
-# Debian packages the project calls (PostgreSQL client tools for the database runbooks and tests).
+# Debian packages the project calls: PostgreSQL client tools (database runbooks and tests) and
+# OpenSSH (the SSH executor's tests start a real sshd on loopback).
 missing=()
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian packages: ${missing[*]}"

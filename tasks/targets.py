@@ -4,7 +4,6 @@ database settings a `connection:` gives a command, and each target's working dir
 from __future__ import annotations
 
 import contextlib
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +120,13 @@ class RunTargets:
         if isinstance(entry, SSHEntry):
             return f"{entry.user}@{entry.host}:{entry.port}"
         if isinstance(entry, PostgresEntry):
-            return shlex.quote(self.resolved[target][0])
-        return "local"
+            from .executors.sql import PostgresTarget
+
+            env = PostgresTarget(name=target, dsn=entry.dsn).libpq_env()
+            user, host = env.get("PGUSER", ""), env.get("PGHOST", "")
+            port, database = env.get("PGPORT", "5432"), env.get("PGDATABASE", "")
+            return f"postgres {user}@{host}:{port}/{database}"
+        return "this machine"
 
     def close(self) -> None:
         for executor in self._executors.values():

@@ -147,3 +147,71 @@ def secretive() -> dict[str, Any]:
         },
     ]
     return data
+
+
+def remote() -> dict[str, Any]:
+    """Steps on all three executors: SSH, SQL (identifier + bind parameter), and a local psql
+    with `connection:`; `fail_last` makes the last step fail so every rollback runs."""
+    return {
+        "slug": "remote",
+        "title": "Remote steps",
+        "type": "maintenance",
+        "priority": "medium",
+        "version": "1.0",
+        "changelog": [{"version": "1.0", "date": "2026-12-04", "changes": ["test"]}],
+        "summary": "SSH, SQL and psql steps against real services.",
+        "expected_duration": "1m",
+        "targets": {
+            "host": {"kind": "ssh", "description": "a host reached over SSH"},
+            "db": {"kind": "postgres", "description": "a PostgreSQL database"},
+        },
+        "parameters": {
+            "name": {"type": "slug", "description": "a value", "example": "acme"},
+            "table": {"type": "identifier", "description": "a table", "example": "notes"},
+            "fail_last": {"type": "boolean", "default": False, "description": "x"},
+        },
+        "steps": [
+            {
+                "id": "remote-file",
+                "title": "Write a file on the SSH host",
+                "target": "host",
+                "run": {"script": 'echo "$RB_NAME" > "$RB_WORKDIR/name"\nhostname\n'},
+                "verify": {"argv": ["cat", "{{ workdir }}/name"], "output_matches": "^acme"},
+                "rollback": {"argv": ["rm", "-f", "{{ workdir }}/name"]},
+            },
+            {
+                "id": "create-table",
+                "title": "Create the table",
+                "target": "db",
+                "run": {"sql": "CREATE TABLE {{ table }} (v text)"},
+                "verify": {
+                    "sql": "SELECT 1 FROM information_schema.tables WHERE table_name = %(table)s",
+                    "min_rows": 1,
+                },
+                "rollback": {"sql": "DROP TABLE IF EXISTS {{ table }}"},
+            },
+            {
+                "id": "insert-row",
+                "title": "Insert the value",
+                "target": "db",
+                "run": {"sql": "INSERT INTO {{ table }} VALUES (%(name)s)"},
+                "verify": {"sql": "SELECT v FROM {{ table }} WHERE v = %(name)s", "min_rows": 1},
+                "rollback": {"sql": "DELETE FROM {{ table }} WHERE v = %(name)s"},
+            },
+            {
+                "id": "count-with-psql",
+                "title": "Count with psql through the connection",
+                "connection": "db",
+                "changes_state": False,
+                "run": {
+                    "script": (
+                        'psql -X -At -v ON_ERROR_STOP=1 -v t="$RB_TABLE" -v n="$RB_NAME" <<\'SQL\'\n'
+                        "SELECT count(*) FROM :\"t\" WHERE v = :'n';\n"
+                        "SQL\n"
+                        '[ "$RB_FAIL_LAST" = false ]\n'
+                    )
+                },
+                "verify": {"output_matches": "^1$"},
+            },
+        ],
+    }

@@ -1,4 +1,4 @@
-"""execution leases; who approved a step and why
+"""execution leases; where a step ran, who approved it and why
 
 Revision ID: 0002
 Revises: 0001
@@ -18,6 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("step_executions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("target", sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column("approved_by", sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column("approval_reason", sa.Text(), nullable=True))
 
@@ -47,3 +48,4 @@ def downgrade() -> None:
     with op.batch_alter_table("step_executions", schema=None) as batch_op:
         batch_op.drop_column("approval_reason")
         batch_op.drop_column("approved_by")
+        batch_op.drop_column("target")
