@@ -185,6 +185,8 @@ def execute_runbook(request: RunRequest) -> Outcome:
     _emit(
         "execution_finished", execution_id=execution_id, status=outcome.status, error=outcome.error
     )
+    if outcome.status != ExecutionStatus.SUCCEEDED:  # so that the flow run ends Failed
+        raise RunbookFailed(f"{runbook.slug} {outcome.status.value}: {outcome.error}")
     return outcome
 
 
@@ -250,9 +252,7 @@ class _StepRunner:
         self.mirror.finish_execution(self.execution_id, self.final, failure)
         self.progress.finish(self.final.value)
         self.logger.info("%s: %s", self.runbook.slug, self.final.value)
-        if self.final != ExecutionStatus.SUCCEEDED:
-            raise RunbookFailed(f"{self.runbook.slug} {self.final.value}: {failure}")
-        return Outcome(self.execution_id, self.final, None)
+        return Outcome(self.execution_id, self.final, failure)
 
     def _run_step(self, record: _StepRecord) -> str | None:
         """Run one step; None when it succeeded, else the failure in one line."""

@@ -157,11 +157,21 @@ class PathParam(_Spec):
         return Annotated[str, AfterValidator(under_base)]
 
 
-def _not_boolean(value: Any) -> Any:
-    # pydantic's lax mode reads True as 1; a yes/no is never a count.
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
-    return value
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+_NUMBER_TEXT = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?", re.ASCII)
+
+
+def _number_input(pattern: re.Pattern[str]):
+    def check(value: Any) -> Any:
+        # pydantic's lax mode reads True as 1 and " 1\n" as 1; a yes/no is never a count,
+        # and text (a CLI value, an alert label) must be exactly a plain ASCII number.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true/false")
+        if isinstance(value, str) and not pattern.fullmatch(value):
+            raise ValueError("must be a plain number (ASCII digits)")
+        return value
+
+    return check
 
 
 class IntegerParam(_Spec):
@@ -177,7 +187,9 @@ class IntegerParam(_Spec):
         return self
 
     def annotation(self) -> Any:
-        return Annotated[int, BeforeValidator(_not_boolean), Field(ge=self.min, le=self.max)]
+        return Annotated[
+            int, BeforeValidator(_number_input(_INTEGER_TEXT)), Field(ge=self.min, le=self.max)
+        ]
 
 
 class NumberParam(_Spec):
@@ -189,7 +201,7 @@ class NumberParam(_Spec):
     def annotation(self) -> Any:
         return Annotated[
             float,
-            BeforeValidator(_not_boolean),
+            BeforeValidator(_number_input(_NUMBER_TEXT)),
             Field(ge=self.min, le=self.max, allow_inf_nan=False),
         ]
 
@@ -285,8 +297,11 @@ def build_parameter_model(model_name: str, specs: dict[str, Any]) -> type[Runboo
     fields: dict[str, Any] = {}
     for name, spec in specs.items():
         default = ... if spec.is_required() else spec.default
+        annotation = spec.annotation()
+        if default is None:  # optional with no default: absent means None
+            annotation = annotation | None
         fields[name] = (
-            spec.annotation(),
+            annotation,
             Field(
                 default=default,
                 # Defaults go through the same validators as given values (a relative path

@@ -151,3 +151,25 @@ def mirror_env(monkeypatch, tmp_path):
     migrate.upgrade(engine)  # so tests may read the tables before the first run writes
     engine.dispose()
     return url
+
+
+@pytest.fixture
+def cli_in_process(capsys, monkeypatch):
+    """The console script's `main()` in this process (same error boundary, same output), for
+    tests that call it many times. Returns (exit code, stdout, stderr)."""
+    from cli.main import main
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "argv", ["runbooks", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke

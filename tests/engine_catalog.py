@@ -215,3 +215,48 @@ def remote() -> dict[str, Any]:
             },
         ],
     }
+
+
+HOSTILE_BY_TYPE = {
+    "identifier": {"type": "identifier", "description": "x", "default": "app_db"},
+    "slug": {"type": "slug", "description": "x", "default": "acme"},
+    "hostname": {"type": "hostname", "description": "x", "default": "db1.example.com"},
+    "string": {
+        "type": "string",
+        "description": "x",
+        "pattern": r"v[0-9]+\.[0-9]+\.[0-9]+",
+        "default": "v1.2.3",
+    },
+    "path": {"type": "path", "base": "/var/backups", "description": "x", "default": "a.dump"},
+    "integer": {"type": "integer", "min": 1, "max": 10, "description": "x", "default": 5},
+    "number": {"type": "number", "min": 0, "max": 1, "description": "x", "default": 0.5},
+    "choice": {"type": "choice", "choices": ["a", "b"], "description": "x", "default": "a"},
+    "timestamp": {"type": "timestamp", "description": "x", "required": False},
+    "secret": {"type": "secret", "description": "x", "required": False},
+}
+
+
+def typed() -> dict[str, Any]:
+    """One parameter of every type, each passed to `echo`, and a marker file when it runs."""
+    data = ordered(slug="typed", title="Every parameter type")
+    data["parameters"] = {
+        "dir": data["parameters"]["dir"],
+        **{f"p_{name}": spec for name, spec in HOSTILE_BY_TYPE.items()},
+    }
+    data["steps"] = [
+        {
+            "id": "echo",
+            "title": "Echo every value as one argument each",
+            "run": {"argv": ["echo", *[f"{{{{ p_{name} }}}}" for name in HOSTILE_BY_TYPE]]},
+            "verify": {"output_matches": "acme"},
+            "changes_state": False,
+        },
+        {
+            "id": "mark",
+            "title": "Leave a marker",
+            "run": {"argv": ["touch", "{{ dir }}/ran"]},
+            "verify": {"argv": ["test", "-e", "{{ dir }}/ran"]},
+            "rollback": {"argv": ["rm", "-f", "{{ dir }}/ran"]},
+        },
+    ]
+    return data
