@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from .base import utcnow
 from .engine import session_scope
@@ -101,6 +101,8 @@ class MirrorWriter:
             row.error = self._text(error)
             return True
 
+    # Step rows are the hot path (two writes per step): plain Core statements on a pooled
+    # connection, not an ORM session per write.
     def start_step(
         self,
         execution_id: uuid.UUID,
@@ -109,34 +111,45 @@ class MirrorWriter:
         title: str,
         command: str,
         target: str | None = None,
+        started_at: datetime | None = None,
+        **values: Any,
     ) -> int:
-        with session_scope(self.engine) as session:
-            row = StepExecution(
-                execution_id=execution_id,
-                position=position,
-                step_id=step_id,
-                title=title,
-                target=target,
-                command=self._text(command),
-                status=StepStatus.RUNNING.value,
-                attempts=0,
-                started_at=utcnow(),
-            )
-            session.add(row)
-            session.flush()
-            return row.id
+        """Insert the step's row: `running` before it starts, or complete (given its final
+        `values`) when a read-only step is recorded only once it ended."""
+        row = {
+            "status": StepStatus.RUNNING.value,
+            "rollback_status": RollbackStatus.NOT_NEEDED.value,
+            "output_truncated": False,
+            "attempts": 0,
+        } | self._clean(values)
+        with self.engine.begin() as connection:
+            return connection.execute(
+                insert(StepExecution.__table__).values(
+                    execution_id=execution_id,
+                    position=position,
+                    step_id=step_id,
+                    title=title,
+                    target=target,
+                    command=self._text(command),
+                    started_at=started_at or utcnow(),
+                    **row,
+                )
+            ).inserted_primary_key[0]
 
-    def update_step(self, step_row_id: int, **values: Any) -> None:
+    def _clean(self, values: dict[str, Any]) -> dict[str, Any]:
         for key in ("output_tail", "verify_result", "rollback_output_tail", "error"):
             if key in values:
                 values[key] = self._text(values[key])
         for key in ("status", "rollback_status"):
             if isinstance(values.get(key), StepStatus | RollbackStatus):
                 values[key] = values[key].value
-        with session_scope(self.engine) as session:
-            session.execute(
-                update(StepExecution).where(StepExecution.id == step_row_id).values(**values)
-            )
+        return values
+
+    def update_step(self, step_row_id: int, **values: Any) -> None:
+        values = self._clean(values)
+        table = StepExecution.__table__
+        with self.engine.begin() as connection:
+            connection.execute(update(table).where(table.c.id == step_row_id).values(**values))
 
     def finish_step(self, step_row_id: int, status: StepStatus, **values: Any) -> None:
         self.update_step(step_row_id, status=status, finished_at=utcnow(), **values)

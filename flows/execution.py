@@ -38,7 +38,13 @@ from tasks.executors.result import Result
 from tasks.inventory import Inventory, resolve_secret
 from tasks.redaction import Redactor, redact_logs
 from tasks.render import RenderedCommand, render_command
-from tasks.steps import StepCommandFailed, roll_back_step, run_command, verify_step
+from tasks.steps import (
+    StepCall,
+    StepCommandFailed,
+    roll_back_step,
+    run_step_command,
+    verify_step,
+)
 from tasks.targets import RunTargets
 from tasks.verification import Verdict
 
@@ -87,6 +93,35 @@ class _Completed:
     position: int
     step: Step
     row_id: int
+
+
+class _StepRow:
+    """A step's mirror row. Written `running` before a step that changes state or waits for
+    approval starts (a crash then leaves evidence, DESIGN.md); a read-only step's row is
+    written once, complete, when it ends: it has no outcome a crash could leave unknown."""
+
+    def __init__(self, mirror: MirrorWriter, write_now: bool, **identity: Any):
+        self.mirror, self.identity = mirror, identity
+        self.started_at = datetime.now(UTC)
+        self.pending: dict[str, Any] = {}
+        self.id: int | None = mirror.start_step(**identity) if write_now else None
+
+    def update(self, **values: Any) -> None:
+        if self.id is None:
+            self.pending.update(values)
+        else:
+            self.mirror.update_step(self.id, **values)
+
+    def finish(self, status: StepStatus, **values: Any) -> int:
+        if self.id is None:
+            self.id = self.mirror.start_step(
+                started_at=self.started_at,
+                **self.identity,
+                **(self.pending | values | {"status": status, "finished_at": datetime.now(UTC)}),
+            )
+        else:
+            self.mirror.finish_step(self.id, status, **values)
+        return self.id
 
 
 @dataclass
@@ -260,24 +295,25 @@ class _StepRunner:
         total = len(self.runbook.steps)
         shown = self._render(step.run, step, shown=True).display()
         where = self._where(step.run, step)
-        row = self.mirror.start_step(
-            self.execution_id,
-            position,
-            step.id,
-            step.title,
-            shown,
+        row = _StepRow(
+            self.mirror,
+            step.changes_state or step.requires_approval,
+            execution_id=self.execution_id,
+            position=position,
+            step_id=step.id,
+            title=step.title,
+            command=shown,
             target=f"{where} ({self.targets.describe_target(where)})",
         )
         _emit("step_started", position=position, total=total, step=step.id, title=step.title)
-        self.logger.info("step %d/%d %s: %s", position, total, step.id, step.title)
+        self.logger.debug("step %d/%d %s: %s", position, total, step.id, step.title)
         clock = datetime.now(UTC)
 
         def fail(message: str, result: Result | None = None, **values: Any) -> str:
             record.status, record.verdict = StepStatus.FAILED.value, message
             record.duration_s = (datetime.now(UTC) - clock).total_seconds()
             output = result.output() if result else None
-            self.mirror.finish_step(
-                row,
+            row.finish(
                 StepStatus.FAILED,
                 error=message,
                 exit_code=result.exit_code if result else None,
@@ -296,24 +332,22 @@ class _StepRunner:
                 return fail(refusal)
 
         run = self._render(step.run, step, shown=False)
-        attempts = 0
+        attempts = 1
 
-        def count_attempt() -> None:
+        def count_retry(attempt: int) -> None:
             nonlocal attempts
-            attempts += 1
-            self.mirror.update_step(row, attempts=attempts)
+            attempts = attempt
+            row.update(attempts=attempt)
 
         try:
-            executor = self.targets.executor(where)
-            result = run_command.with_options(
-                name=f"{step.id}: run",
-                retries=step.retries,
-                retry_delay_seconds=step.retry_delay,
-            )(step, executor, run, self._env(run, step), count_attempt)
+            call = StepCall(
+                f"{step.id}: run", step, self.targets.executor(where), run, self._env(run, step)
+            )
+            result = run_step_command(call, count_retry)
         except StepCommandFailed as exc:
-            return fail(exc.verdict.detail, exc.result)
+            return fail(exc.verdict.detail, exc.result, attempts=attempts)
         except ExecutorError as exc:
-            return fail(str(exc), exc.result)
+            return fail(str(exc), exc.result, attempts=attempts)
 
         verdict, verify_result = self._verify(step, result)
         record.duration_s = (datetime.now(UTC) - clock).total_seconds()
@@ -332,9 +366,9 @@ class _StepRunner:
             if step.irreversible
             else RollbackStatus.NOT_NEEDED
         )
-        self.mirror.finish_step(
-            row,
+        row_id = row.finish(
             StepStatus.SUCCEEDED,
+            attempts=attempts,
             exit_code=result.exit_code,
             output_tail=output
             if verify_result is None
@@ -346,7 +380,7 @@ class _StepRunner:
         )
         record.status, record.verdict = StepStatus.SUCCEEDED.value, verdict.detail
         record.rollback = rollback_status.value
-        self.completed.append(_Completed(position, step, row))
+        self.completed.append(_Completed(position, step, row_id))
         self.progress.step_done(position)
         self.logger.info("step %s succeeded (%s)", step.id, verdict.detail)
         _emit("step_finished", position=position, step=step.id, ok=True, detail=verdict.detail)
@@ -355,23 +389,23 @@ class _StepRunner:
     def _verify(self, step: Step, result: Result) -> tuple[Verdict, Result | None]:
         verify = step.verify
         command = verify.command if verify else None
+        name = f"{step.id}: verify"
         if command is None:
-            return verify_step.with_options(name=f"{step.id}: verify")(step, None, None, {}, result)
+            return verify_step(StepCall(name, step, None, None, {}), result)
         rendered = self._render(command, step, shown=False)
         try:
             executor = self.targets.executor(self._where(command, step))
         except ExecutorError as exc:
             return Verdict(False, str(exc)), exc.result
-        return verify_step.with_options(name=f"{step.id}: verify")(
-            step, executor, rendered, self._env(rendered, step), result
+        return verify_step(
+            StepCall(name, step, executor, rendered, self._env(rendered, step)), result
         )
 
-    def _approve(self, step: Step, position: int, row: int, shown: str) -> str | None:
+    def _approve(self, step: Step, position: int, row: _StepRow, shown: str) -> str | None:
         """None when approved, else why not (rejected, with who and why; or timed out)."""
         pre_approved = LOCAL_RUN_OPTIONS.get().pre_approved_by
         if pre_approved:
-            self.mirror.update_step(
-                row,
+            row.update(
                 approved_by=pre_approved,
                 approval_reason="approved up front with `runbooks run --approve`",
             )
@@ -381,13 +415,12 @@ class _StepRunner:
         )
         description = approval_request_markdown(self.runbook, step, position, shown, rollback)
         self.mirror.set_status(self.execution_id, ExecutionStatus.AWAITING_APPROVAL)
-        self.mirror.update_step(row, status=StepStatus.PENDING)
+        row.update(status=StepStatus.PENDING)
         _emit("awaiting_approval", position=position, step=step.id)
         self.logger.warning("step %s waits for approval in the Prefect UI", step.id)
         decision = wait_for_approval(step, description)
         self.mirror.set_status(self.execution_id, ExecutionStatus.RUNNING)
-        self.mirror.update_step(
-            row,
+        row.update(
             status=StepStatus.RUNNING,
             approved_by=decision.approver,
             approval_reason=decision.reason or None,
@@ -422,8 +455,10 @@ class _StepRunner:
             command = self._render(step.rollback, step, shown=False)
             try:
                 executor = self.targets.executor(self._where(step.rollback, step))
-                result = roll_back_step.with_options(name=f"{step.id}: rollback")(
-                    step, executor, command, self._env(command, step)
+                result = roll_back_step(
+                    StepCall(
+                        f"{step.id}: rollback", step, executor, command, self._env(command, step)
+                    )
                 )
                 ok, output = result.exit_code == 0, result.output()
                 detail = f"exit {result.exit_code}"

@@ -8,6 +8,7 @@ mirror is the record).
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -29,9 +30,21 @@ def _in_flow_run() -> bool:
 
 
 class Progress:
+    """The run's progress artifact, updated after each step by a background sender.
+
+    An artifact update is an API round trip (tens of milliseconds on a SQLite server), more
+    than a no-op step costs; so steps only record the latest value and a daemon thread sends
+    it, skipping values a newer one replaced. `finish` sends the last value and waits briefly.
+    """
+
     def __init__(self, runbook: Runbook, total: int):
         self.total = total
         self.artifact_id: uuid.UUID | None = None
+        self._latest: float | None = None
+        self._sent: float | None = None
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
         if not _in_flow_run():
             return
         try:
@@ -44,16 +57,30 @@ class Progress:
             )
         except Exception as exc:
             logger.warning("could not create the progress artifact: %s", exc)
+            return
+        self._thread = threading.Thread(target=self._send_loop, name="progress", daemon=True)
+        self._thread.start()
+
+    def _send_loop(self) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            value = self._latest
+            if value is not None and value != self._sent:
+                try:
+                    update_progress_artifact(artifact_id=self.artifact_id, progress=value)
+                    self._sent = value
+                except Exception as exc:
+                    logger.warning("could not update the progress artifact: %s", exc)
+            if self._stop:
+                return
 
     def _update(self, progress: float) -> None:
-        if self.artifact_id is None:
-            return
-        try:
-            from prefect.artifacts import update_progress_artifact
-
-            update_progress_artifact(artifact_id=self.artifact_id, progress=progress)
-        except Exception as exc:
-            logger.warning("could not update the progress artifact: %s", exc)
+        if self._thread is not None:
+            self._latest = progress
+            self._wake.set()
 
     def step_done(self, position: int) -> None:
         self._update(round(100.0 * position / self.total, 1))
@@ -61,6 +88,10 @@ class Progress:
     def finish(self, status: str) -> None:
         if status == "succeeded":
             self._update(100.0)
+        if self._thread is not None:
+            self._stop = True
+            self._wake.set()
+            self._thread.join(timeout=10)
 
 
 def report_markdown(

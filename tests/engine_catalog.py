@@ -109,7 +109,8 @@ def waiting() -> dict[str, Any]:
             "title": "Sleep long (killed in tests)",
             "run": {"script": 'echo "$$" > "$RB_DIR/sleeper.pid"\nexec sleep 31.5\n'},
             "verify": {"output_not_matches": "never"},
-            "changes_state": False,
+            # mutating, so its row is written before it starts: a crash leaves evidence
+            "rollback": {"argv": ["true"]},
             "timeout": "60s",
         },
     ]

@@ -11,6 +11,7 @@ known_hosts; `-e` sends the log to stderr, which we keep in a file for `log()`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import socket
@@ -149,17 +150,13 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
-    if not SSHD_BINARY.exists():
-        _missing(
-            f"{SSHD_BINARY} not found: the SSH executor's tests need a real OpenSSH server "
-            "(apt-get install openssh-server; scripts/setup.sh installs it)"
-        )
+@contextlib.contextmanager
+def start_sshd(directory: Path) -> Iterator[SSHD]:
+    """A real OpenSSH sshd on a free loopback port, with its own keys, stopped on exit."""
     if os.geteuid() == 0:
         # sshd as root refuses to start without its privilege separation directory.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    directory = tmp_path_factory.mktemp("sshd")
+    directory.mkdir(parents=True, exist_ok=True)
     host_public_key = make_ed25519_key(directory / "ssh_host_ed25519_key")
     client_public_key = make_ed25519_key(directory / "client_key")
     (directory / "authorized_keys").write_text(client_public_key + "\n")
@@ -190,3 +187,14 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
         )
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
+    if not SSHD_BINARY.exists():
+        _missing(
+            f"{SSHD_BINARY} not found: the SSH executor's tests need a real OpenSSH server "
+            "(apt-get install openssh-server; scripts/setup.sh installs it)"
+        )
+    with start_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -92,19 +92,8 @@ class StreamingExecutor(Executor):
         handle = self.start(command, env, timeout)
         stdout, stderr = OutputTail(output_limit), OutputTail(output_limit)
         failures: list[BaseException] = []
-        pumps = [
-            threading.Thread(target=_pump, args=(s, t, failures), daemon=True)
-            for s, t in zip(self.streams(handle), (stdout, stderr), strict=True)
-        ]
-        for pump in pumps:
-            pump.start()
-        exit_code = self.wait(handle, timeout)
+        exit_code = self.collect(handle, stdout, stderr, timeout, failures)
         timed_out = exit_code is None
-        if timed_out:
-            self.kill(handle)
-            exit_code = None
-        for pump in pumps:
-            pump.join(timeout=KILL_GRACE_SECONDS)
         result = Result(
             command=shown,
             target=self.target,
@@ -128,6 +117,30 @@ class StreamingExecutor(Executor):
                 result=result,
             )
         return result
+
+    def collect(
+        self,
+        handle: Any,
+        stdout: OutputTail,
+        stderr: OutputTail,
+        timeout: float,
+        failures: list[BaseException],
+    ) -> int | None:
+        """Read both streams into the tails until the command ends or the deadline passes
+        (then kill it and return None). This default pumps each stream in a thread; an
+        executor whose streams are file descriptors may do it in one thread instead."""
+        pumps = [
+            threading.Thread(target=_pump, args=(s, t, failures), daemon=True)
+            for s, t in zip(self.streams(handle), (stdout, stderr), strict=True)
+        ]
+        for pump in pumps:
+            pump.start()
+        exit_code = self.wait(handle, timeout)
+        if exit_code is None:
+            self.kill(handle)
+        for pump in pumps:
+            pump.join(timeout=KILL_GRACE_SECONDS)
+        return exit_code
 
 
 def _pump(stream: IO[bytes], tail: OutputTail, failures: list[BaseException]) -> None:

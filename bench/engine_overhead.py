@@ -1,0 +1,224 @@
+"""Engine overhead against bare Prefect and against plain commands, measured in one run.
+
+Arms, all against the same running Prefect server (a temporary one, SQLite), heartbeats on:
+  plain   the step commands run directly: `true` then `true` (command + verification)
+  bare    a sync Prefect flow whose steps are two tasks each, running the same commands
+  engine  our runbook flow: per step a run task and a verify task, executor, verdicts and
+          the mirror writes (SQLite), with N no-op steps
+Wall time per flow includes a sync flow's exit, which joins the heartbeat thread and costs 1 s
+or 3 s here at random (PREFECT-NOTES.md), so the arms are compared on their flow *bodies*:
+bare times its step loop inside the flow; the engine's body is the run's own duration in the
+mirror (execution row opened to closed). For N = 10 and N = 20 (median of --repeat runs) it
+prints body times, the per-step marginal cost (slope between the two N), the ratio engine/bare,
+and the engine's orchestration for 10 steps (body minus the plain commands' time). Wall
+medians are printed for information.
+With sshd installed it also runs 10 SSH steps and reports handshakes per run.
+
+    .venv/bin/python bench/engine_overhead.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+STEP_COUNTS = (10, 20)
+
+
+def noop_runbook(steps: int, target: str = "local") -> dict:
+    data = {
+        "slug": f"noop-{steps}",
+        "title": f"{steps} no-op steps",
+        "type": "maintenance",
+        "priority": "low",
+        "version": "1.0",
+        "changelog": [{"version": "1.0", "date": "2026-12-04", "changes": ["bench"]}],
+        "summary": "Benchmark.",
+        "expected_duration": "1m",
+        "steps": [
+            {
+                "id": f"s{i}",
+                "title": f"Step {i}",
+                "target": target,
+                "run": {"argv": ["true"]},
+                "verify": {"argv": ["true"]},
+                "changes_state": False,
+            }
+            for i in range(1, steps + 1)
+        ],
+    }
+    if target != "local":
+        data["targets"] = {target: {"kind": "ssh", "description": "bench host"}}
+    return data
+
+
+def plain(steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        subprocess.run(["true"], check=True)
+        subprocess.run(["true"], check=True)
+    return time.perf_counter() - start
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def bare_run() -> int:
+    return subprocess.run(["true"], check=True).returncode
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def bare_verify() -> int:
+    return subprocess.run(["true"], check=True).returncode
+
+
+@flow(persist_result=False)
+def bare_flow(steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        bare_run()
+        bare_verify()
+    return time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    with tempfile.TemporaryDirectory() as scratch, prefect_test_harness(server_startup_timeout=60):
+        scratch_dir = Path(scratch)
+        os.environ["RUNBOOKS_DATABASE_URL"] = f"sqlite:///{scratch_dir / 'mirror.db'}"
+        os.environ["RUNBOOKS_DATA_DIR"] = str(scratch_dir / "data")
+        from sqlalchemy import select
+
+        from db.engine import make_engine, session_scope
+        from db.models import RunbookExecution
+        from flows.engine import build_flow
+        from runbook_catalog import load_catalog
+        from tests.catalog_factory import write_catalog
+
+        catalog = load_catalog(
+            write_catalog(scratch_dir / "catalog", [noop_runbook(n) for n in STEP_COUNTS]),
+            strict=True,
+        )
+        flows = {n: build_flow(catalog.runbooks[f"noop-{n}"]) for n in STEP_COUNTS}
+        mirror = make_engine(os.environ["RUNBOOKS_DATABASE_URL"])
+
+        def last_duration() -> float:
+            with session_scope(mirror) as session:
+                return session.scalars(
+                    select(RunbookExecution.duration_seconds).order_by(
+                        RunbookExecution.started_at.desc()
+                    )
+                ).first()
+
+        # warm up: imports, first connections, server caches
+        bare_flow(2)
+        flows[10](parameters={}, return_state=True)
+
+        bodies: dict[str, dict[int, float]] = {"plain": {}, "bare": {}, "engine": {}}
+        walls: dict[str, dict[int, float]] = {"bare": {}, "engine": {}}
+        for n in STEP_COUNTS:
+            bodies["plain"][n] = median([plain(n) for _ in range(args.repeat)])
+            bare_bodies, bare_walls, engine_bodies, engine_walls = [], [], [], []
+            for _ in range(args.repeat):  # interleaved, so drift hits both arms alike
+                start = time.perf_counter()
+                bare_bodies.append(bare_flow(n))
+                bare_walls.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                state = flows[n](parameters={}, return_state=True)
+                engine_walls.append(time.perf_counter() - start)
+                assert state.is_completed(), state.message
+                engine_bodies.append(last_duration())
+            bodies["bare"][n], walls["bare"][n] = median(bare_bodies), median(bare_walls)
+            bodies["engine"][n], walls["engine"][n] = median(engine_bodies), median(engine_walls)
+
+        low, high = STEP_COUNTS
+        print(f"engine overhead benchmark: flow bodies, median of {args.repeat}, seconds")
+        print(f"{'arm':8} {'N=' + str(low):>8} {'N=' + str(high):>8} {'per step':>10}")
+        slopes = {}
+        for arm, by_n in bodies.items():
+            slopes[arm] = (by_n[high] - by_n[low]) / (high - low)
+            print(f"{arm:8} {by_n[low]:8.3f} {by_n[high]:8.3f} {slopes[arm] * 1000:8.1f}ms")
+        print(
+            f"per-step cost, engine step / bare Prefect task pair: "
+            f"{slopes['engine'] / slopes['bare']:.2f}x (goal <= 1.5x)"
+        )
+        orchestration = bodies["engine"][low] - bodies["plain"][low]
+        print(
+            f"10-step run orchestration: {orchestration:.3f}s (goal < 0.5 s; engine body "
+            f"{bodies['engine'][low]:.3f}s minus commands {bodies['plain'][low]:.3f}s)"
+        )
+        print(
+            "wall medians incl. flow start and exit: "
+            + ", ".join(f"{arm} N={n}: {walls[arm][n]:.2f}s" for arm in walls for n in STEP_COUNTS)
+        )
+        _ssh_handshakes(scratch_dir)
+
+
+def _ssh_handshakes(scratch_dir: Path) -> None:
+    if not Path("/usr/sbin/sshd").exists():
+        print("ssh handshakes per run: skipped (no /usr/sbin/sshd)")
+        return
+    import yaml
+
+    from runbook_catalog import load_catalog
+    from tests.catalog_factory import write_catalog
+    from tests.sshd import start_sshd
+
+    with start_sshd(scratch_dir / "sshd") as sshd:
+        inventory = scratch_dir / "inventory.yaml"
+        inventory.write_text(
+            yaml.safe_dump(
+                {
+                    "targets": {
+                        "host": {
+                            "kind": "ssh",
+                            "host": sshd.host,
+                            "port": sshd.port,
+                            "user": sshd.user,
+                            "key_file": str(sshd.client_key),
+                            "known_hosts": str(sshd.known_hosts),
+                        }
+                    }
+                }
+            )
+        )
+        os.environ["RUNBOOKS_INVENTORY"] = str(inventory)
+        from flows.engine import build_flow
+
+        data = noop_runbook(10, target="host")
+        data["slug"] = "noop-ssh"
+        catalog = load_catalog(write_catalog(scratch_dir / "ssh-catalog", [data]), strict=True)
+        before = sshd.log().count("Accepted publickey")
+        start = time.perf_counter()
+        state = build_flow(catalog.runbooks["noop-ssh"])(parameters={}, return_state=True)
+        took = time.perf_counter() - start
+        handshakes = sshd.log().count("Accepted publickey") - before
+        print(
+            f"ssh: 10 steps (20 commands + workdir) in {took:.2f}s, "
+            f"{handshakes} handshake(s) per run, state {state.type.value}"
+        )
+
+
+if __name__ == "__main__":
+    main()
