@@ -4,7 +4,9 @@ Arms, all against the same running Prefect server (a temporary one, SQLite), hea
   plain   the step commands run directly: `true` then `true` (command + verification)
   bare    a sync Prefect flow whose steps are two tasks each, running the same commands
   engine  our runbook flow: per step a run task and a verify task, executor, verdicts and
-          the mirror writes (SQLite), with N no-op steps
+          the mirror writes (SQLite), with N no-op read-only steps (one row write each)
+  mutating  the same steps marked as changing state (with a rollback), so each also gets
+          its row written before it starts (two writes)
 Wall time per flow includes a sync flow's exit, which joins the heartbeat thread and costs 1 s
 or 3 s here at random (PREFECT-NOTES.md), so the arms are compared on their flow *bodies*:
 bare times its step loop inside the flow; the engine's body is the run's own duration in the
@@ -39,9 +41,9 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 STEP_COUNTS = (10, 20)
 
 
-def noop_runbook(steps: int, target: str = "local") -> dict:
+def noop_runbook(steps: int, target: str = "local", mutating: bool = False) -> dict:
     data = {
-        "slug": f"noop-{steps}",
+        "slug": f"noop-{steps}" + ("-mutating" if mutating else ""),
         "title": f"{steps} no-op steps",
         "type": "maintenance",
         "priority": "low",
@@ -56,7 +58,7 @@ def noop_runbook(steps: int, target: str = "local") -> dict:
                 "target": target,
                 "run": {"argv": ["true"]},
                 "verify": {"argv": ["true"]},
-                "changes_state": False,
+                **({"rollback": {"argv": ["true"]}} if mutating else {"changes_state": False}),
             }
             for i in range(1, steps + 1)
         ],
@@ -117,10 +119,16 @@ def main() -> None:
         from tests.catalog_factory import write_catalog
 
         catalog = load_catalog(
-            write_catalog(scratch_dir / "catalog", [noop_runbook(n) for n in STEP_COUNTS]),
+            write_catalog(
+                scratch_dir / "catalog",
+                [noop_runbook(n, mutating=m) for n in STEP_COUNTS for m in (False, True)],
+            ),
             strict=True,
         )
         flows = {n: build_flow(catalog.runbooks[f"noop-{n}"]) for n in STEP_COUNTS}
+        mutating_flows = {
+            n: build_flow(catalog.runbooks[f"noop-{n}-mutating"]) for n in STEP_COUNTS
+        }
         mirror = make_engine(os.environ["RUNBOOKS_DATABASE_URL"])
 
         def last_duration() -> float:
@@ -135,7 +143,12 @@ def main() -> None:
         bare_flow(2)
         flows[10](parameters={}, return_state=True)
 
-        bodies: dict[str, dict[int, float]] = {"plain": {}, "bare": {}, "engine": {}}
+        bodies: dict[str, dict[int, float]] = {
+            "plain": {},
+            "bare": {},
+            "engine": {},
+            "mutating": {},
+        }
         walls: dict[str, dict[int, float]] = {"bare": {}, "engine": {}}
         for n in STEP_COUNTS:
             bodies["plain"][n] = median([plain(n) for _ in range(args.repeat)])
@@ -149,6 +162,12 @@ def main() -> None:
                 engine_walls.append(time.perf_counter() - start)
                 assert state.is_completed(), state.message
                 engine_bodies.append(last_duration())
+            mutating_bodies = []
+            for _ in range(args.repeat):
+                state = mutating_flows[n](parameters={}, return_state=True)
+                assert state.is_completed(), state.message
+                mutating_bodies.append(last_duration())
+            bodies["mutating"][n] = median(mutating_bodies)
             bodies["bare"][n], walls["bare"][n] = median(bare_bodies), median(bare_walls)
             bodies["engine"][n], walls["engine"][n] = median(engine_bodies), median(engine_walls)
 
@@ -161,7 +180,8 @@ def main() -> None:
             print(f"{arm:8} {by_n[low]:8.3f} {by_n[high]:8.3f} {slopes[arm] * 1000:8.1f}ms")
         print(
             f"per-step cost, engine step / bare Prefect task pair: "
-            f"{slopes['engine'] / slopes['bare']:.2f}x (goal <= 1.5x)"
+            f"{slopes['engine'] / slopes['bare']:.2f}x read-only, "
+            f"{slopes['mutating'] / slopes['bare']:.2f}x mutating (goal <= 1.5x)"
         )
         orchestration = bodies["engine"][low] - bodies["plain"][low]
         print(
