@@ -10,7 +10,7 @@ Arms, all against the same running Prefect server (a temporary one, SQLite), hea
 Wall time per flow includes a sync flow's exit, which joins the heartbeat thread and costs 1 s
 or 3 s here at random (PREFECT-NOTES.md), so the arms are compared on their flow *bodies*:
 bare times its step loop inside the flow; the engine's body is the run's own duration in the
-mirror (execution row opened to closed). For N = 10 and N = 20 (median of --repeat runs) it
+mirror (execution row opened to closed). For N = 10 and N = 40 (median of --repeat runs) it
 prints body times, the per-step marginal cost (slope between the two N), the ratio engine/bare,
 and the engine's orchestration for 10 steps (body minus the plain commands' time). Wall
 medians are printed for information.
@@ -38,7 +38,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-STEP_COUNTS = (10, 20)
+STEP_COUNTS = (10, 40)  # a wide spread keeps the per-step slope steady on a noisy machine
 
 
 def noop_runbook(steps: int, target: str = "local", mutating: bool = False) -> dict:
@@ -153,7 +153,8 @@ def main() -> None:
         for n in STEP_COUNTS:
             bodies["plain"][n] = median([plain(n) for _ in range(args.repeat)])
             bare_bodies, bare_walls, engine_bodies, engine_walls = [], [], [], []
-            for _ in range(args.repeat):  # interleaved, so drift hits both arms alike
+            mutating_bodies = []
+            for _ in range(args.repeat):  # interleaved, so drift hits every arm alike
                 start = time.perf_counter()
                 bare_bodies.append(bare_flow(n))
                 bare_walls.append(time.perf_counter() - start)
@@ -162,8 +163,6 @@ def main() -> None:
                 engine_walls.append(time.perf_counter() - start)
                 assert state.is_completed(), state.message
                 engine_bodies.append(last_duration())
-            mutating_bodies = []
-            for _ in range(args.repeat):
                 state = mutating_flows[n](parameters={}, return_state=True)
                 assert state.is_completed(), state.message
                 mutating_bodies.append(last_duration())

@@ -39,6 +39,19 @@ class MirrorWriter:
     def __init__(self, engine: Engine, redact: Callable[[str], str] = lambda text: text):
         self.engine = engine
         self.redact = redact
+        # Statements a caller let wait (finish_step(defer=True)); they are committed in the
+        # same transaction as the next write, or by flush().
+        self._deferred: list[Any] = []
+
+    def _run_deferred(self, connection) -> None:
+        deferred, self._deferred = self._deferred, []
+        for statement in deferred:
+            connection.execute(statement)
+
+    def flush(self) -> None:
+        if self._deferred:
+            with self.engine.begin() as connection:
+                self._run_deferred(connection)
 
     def _text(self, text: str | None) -> str | None:
         return None if text is None else _tail(self.redact(text))
@@ -79,6 +92,7 @@ class MirrorWriter:
 
     def set_status(self, execution_id: uuid.UUID, status: ExecutionStatus) -> None:
         with session_scope(self.engine) as session:
+            self._run_deferred(session)
             session.execute(
                 update(RunbookExecution)
                 .where(RunbookExecution.id == execution_id)
@@ -91,6 +105,7 @@ class MirrorWriter:
     ) -> bool:
         """Close the row; False if it was already closed (hooks and the reconciler race)."""
         with session_scope(self.engine) as session:
+            self._run_deferred(session)
             row = session.get(RunbookExecution, execution_id, with_for_update=True)
             if row is None or row.status in TERMINAL_STATUSES:
                 return False
@@ -123,6 +138,7 @@ class MirrorWriter:
             "attempts": 0,
         } | self._clean(values)
         with self.engine.begin() as connection:
+            self._run_deferred(connection)
             return connection.execute(
                 insert(StepExecution.__table__).values(
                     execution_id=execution_id,
@@ -145,14 +161,22 @@ class MirrorWriter:
                 values[key] = values[key].value
         return values
 
-    def update_step(self, step_row_id: int, **values: Any) -> None:
+    def update_step(self, step_row_id: int, *, defer: bool = False, **values: Any) -> None:
         values = self._clean(values)
         table = StepExecution.__table__
+        statement = update(table).where(table.c.id == step_row_id).values(**values)
+        if defer:
+            self._deferred.append(statement)
+            return
         with self.engine.begin() as connection:
-            connection.execute(update(table).where(table.c.id == step_row_id).values(**values))
+            self._run_deferred(connection)
+            connection.execute(statement)
 
-    def finish_step(self, step_row_id: int, status: StepStatus, **values: Any) -> None:
-        self.update_step(step_row_id, status=status, finished_at=utcnow(), **values)
+    def finish_step(
+        self, step_row_id: int, status: StepStatus, *, defer: bool = False, **values: Any
+    ) -> None:
+        """With defer=True the result is committed with the run's next write (see flush)."""
+        self.update_step(step_row_id, defer=defer, status=status, finished_at=utcnow(), **values)
 
 
 def close_open_steps(engine: Engine, execution_id: uuid.UUID, finished_at: datetime) -> int:

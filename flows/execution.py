@@ -96,31 +96,20 @@ class _Completed:
 
 
 class _StepRow:
-    """A step's mirror row. Written `running` before a step that changes state or waits for
-    approval starts (a crash then leaves evidence, DESIGN.md); a read-only step's row is
-    written once, complete, when it ends: it has no outcome a crash could leave unknown."""
+    """A step's mirror row, written `running` before the step starts (a crash then leaves
+    evidence). Its final values are committed together with the next write of the run (the
+    next step's row, a rollback, or closing the execution): one commit per step, and still
+    every row exists before its step's command starts."""
 
-    def __init__(self, mirror: MirrorWriter, write_now: bool, **identity: Any):
-        self.mirror, self.identity = mirror, identity
-        self.started_at = datetime.now(UTC)
-        self.pending: dict[str, Any] = {}
-        self.id: int | None = mirror.start_step(**identity) if write_now else None
+    def __init__(self, mirror: MirrorWriter, **identity: Any):
+        self.mirror = mirror
+        self.id = mirror.start_step(**identity)
 
     def update(self, **values: Any) -> None:
-        if self.id is None:
-            self.pending.update(values)
-        else:
-            self.mirror.update_step(self.id, **values)
+        self.mirror.update_step(self.id, **values)
 
     def finish(self, status: StepStatus, **values: Any) -> int:
-        if self.id is None:
-            self.id = self.mirror.start_step(
-                started_at=self.started_at,
-                **self.identity,
-                **(self.pending | values | {"status": status, "finished_at": datetime.now(UTC)}),
-            )
-        else:
-            self.mirror.finish_step(self.id, status, **values)
+        self.mirror.finish_step(self.id, status, defer=True, **values)
         return self.id
 
 
@@ -213,6 +202,7 @@ def execute_runbook(request: RunRequest) -> Outcome:
             )
             raise
         finally:
+            mirror.flush()  # normally empty: closing the execution committed it
             targets.close()
             reporting.publish_report(
                 runbook, execution_id, runner.records, runner.status_text(), redactor
@@ -297,7 +287,6 @@ class _StepRunner:
         where = self._where(step.run, step)
         row = _StepRow(
             self.mirror,
-            step.changes_state or step.requires_approval,
             execution_id=self.execution_id,
             position=position,
             step_id=step.id,
