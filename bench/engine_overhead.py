@@ -206,22 +206,7 @@ def _ssh_handshakes(scratch_dir: Path) -> None:
 
     with start_sshd(scratch_dir / "sshd") as sshd:
         inventory = scratch_dir / "inventory.yaml"
-        inventory.write_text(
-            yaml.safe_dump(
-                {
-                    "targets": {
-                        "host": {
-                            "kind": "ssh",
-                            "host": sshd.host,
-                            "port": sshd.port,
-                            "user": sshd.user,
-                            "key_file": str(sshd.client_key),
-                            "known_hosts": str(sshd.known_hosts),
-                        }
-                    }
-                }
-            )
-        )
+        inventory.write_text(yaml.safe_dump({"targets": {"host": sshd.inventory_entry()}}))
         os.environ["RUNBOOKS_INVENTORY"] = str(inventory)
         from flows.engine import build_flow
 

@@ -144,10 +144,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a runbook: steps with their commands, verifications, rollbacks, and its notes."""
-    loaded = context.catalog()
-    if slug not in loaded.runbooks:
-        raise context.CommandError(f"no runbook '{slug}' (see `runbooks list`)")
-    doc = loaded.runbooks[slug]
+    doc = context.runbook_document(slug)
     notes = linked_notes(slug)
     if as_json:
         print_json(

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from config import Settings, load_settings
 from db import migrate
 from db.engine import make_engine
-from runbook_catalog import Catalog, load_catalog
+from runbook_catalog import Catalog, Document, load_catalog
 
 
 class CommandError(Exception):
@@ -23,6 +23,14 @@ def settings() -> Settings:
 
 def catalog(*, strict: bool = True) -> Catalog:
     return load_catalog(settings().catalog_dir, strict=strict)
+
+
+def runbook_document(slug: str) -> Document:
+    """A catalog runbook by slug, or a one-line error pointing at `runbooks list`."""
+    loaded = catalog()
+    if slug not in loaded.runbooks:
+        raise CommandError(f"no runbook '{slug}' (see `runbooks list`)")
+    return loaded.runbooks[slug]
 
 
 def mirror(*, create: bool = True) -> Engine | None:

@@ -27,10 +27,7 @@ def plan(
     as_json: JsonOption = False,
 ) -> None:
     """Show what a run would do, step by step, with the parameters filled in. Runs nothing."""
-    loaded = context.catalog()
-    if slug not in loaded.runbooks:
-        raise context.CommandError(f"no runbook '{slug}' (see `runbooks list`)")
-    runbook = loaded.runbook(slug)
+    runbook = context.runbook_document(slug).model
     try:
         parameters = validate_parameters(
             runbook, parse_assignments(param or []), use_examples=examples

@@ -72,10 +72,7 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Run a runbook now, step by step; exit 0 only if it succeeded."""
-    loaded = context.catalog()
-    if slug not in loaded.runbooks:
-        raise context.CommandError(f"no runbook '{slug}' (see `runbooks list`)")
-    document = loaded.runbooks[slug]
+    document = context.runbook_document(slug)
     runbook = document.model
     try:
         parameters = validate_parameters(runbook, parse_assignments(param or []))

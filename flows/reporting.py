@@ -62,20 +62,27 @@ class Progress:
         self._thread.start()
 
     def _send_loop(self) -> None:
-        from prefect.artifacts import update_progress_artifact
-
         while True:
             self._wake.wait()
             self._wake.clear()
-            value = self._latest
-            if value is not None and value != self._sent:
-                try:
-                    update_progress_artifact(artifact_id=self.artifact_id, progress=value)
-                    self._sent = value
-                except Exception as exc:
-                    logger.warning("could not update the progress artifact: %s", exc)
+            self._send_latest()
             if self._stop:
+                # `finish` sets the last value before the stop flag, so once the flag is seen
+                # the latest value is final; it may have arrived while the previous was sent.
+                self._send_latest()
                 return
+
+    def _send_latest(self) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        value = self._latest
+        if value is None or value == self._sent:
+            return
+        try:
+            update_progress_artifact(artifact_id=self.artifact_id, progress=value)
+            self._sent = value
+        except Exception as exc:
+            logger.warning("could not update the progress artifact: %s", exc)
 
     def _update(self, progress: float) -> None:
         if self._thread is not None:

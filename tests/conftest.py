@@ -173,3 +173,18 @@ def cli_in_process(capsys, monkeypatch):
         return code, out, err
 
     return invoke
+
+
+def mirror_rows(url: str):
+    """(executions, steps) of a mirror database, steps in the order they were written."""
+    from sqlalchemy import select
+
+    from db.engine import session_scope
+    from db.models import RunbookExecution, StepExecution
+
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        executions = session.scalars(select(RunbookExecution)).all()
+        steps = session.scalars(select(StepExecution).order_by(StepExecution.id)).all()
+    engine.dispose()
+    return executions, steps

@@ -80,6 +80,17 @@ class SSHD:
         """sshd's stderr so far (all connections of the session)."""
         return self.log_file.read_text(errors="replace")
 
+    def inventory_entry(self) -> dict[str, Any]:
+        """This server as an `ssh` target of a RUNBOOKS_INVENTORY file."""
+        return {
+            "kind": "ssh",
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "key_file": str(self.client_key),
+            "known_hosts": str(self.known_hosts),
+        }
+
     def target(self, **overrides: Any) -> SSHTarget:
         values: dict[str, Any] = {
             "name": "sshd",

@@ -12,13 +12,11 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 
-from db.engine import make_engine, session_scope
-from db.models import RunbookExecution, StepExecution
+from db.engine import make_engine
 from runbook_catalog import load_catalog
 
-from .conftest import RUNBOOKS_BIN
+from .conftest import RUNBOOKS_BIN, mirror_rows
 from .engine_catalog import gated, secretive, waiting, write_engine_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -42,17 +40,6 @@ def in_thread(fn, *args, **kwargs):
     return thread, box
 
 
-def rows(mirror_url):
-    engine = make_engine(mirror_url)
-    with session_scope(engine) as session:
-        executions = session.scalars(select(RunbookExecution)).all()
-        steps = session.scalars(
-            select(StepExecution).order_by(StepExecution.execution_id, StepExecution.position)
-        ).all()
-    engine.dispose()
-    return executions, steps
-
-
 def wait_until(predicate, timeout=60, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,7 +53,7 @@ def wait_until(predicate, timeout=60, what="condition"):
 def paused_flow_run(mirror_url):
     from prefect.client.orchestration import get_client
 
-    executions, _ = rows(mirror_url)
+    executions, _ = mirror_rows(mirror_url)
     if not executions:
         return None
     with get_client(sync_client=True) as client:
@@ -99,12 +86,12 @@ def test_approval_in_the_ui(tmp_path, mirror_env, answer, status, log):
         flow_for(tmp_path, gated()), parameters={"dir": str(work)}, return_state=True
     )
     flow_run_id = wait_until(lambda: paused_flow_run(mirror_env), what="the pause")
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert executions[0].status == "awaiting_approval"
     assert [s.status for s in steps] == ["succeeded", "pending"]
     resume_flow_run(flow_run_id, run_input=answer)
     thread.join(timeout=60)
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert executions[0].status == status
     assert (steps[1].approved_by, steps[1].approval_reason) == (
         answer["approver"],
@@ -123,7 +110,7 @@ def test_approval_times_out(tmp_path, mirror_env):
         parameters={"dir": str(work)}, return_state=True
     )
     assert state.is_failed()
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert executions[0].status == "rolled_back"
     assert executions[0].error == "step s2: approval timed out: no decision within 3s"
     assert (steps[1].status, steps[1].approved_by) == ("failed", None)
@@ -141,7 +128,7 @@ def test_cli_pre_approval_is_recorded(tmp_path, mirror_env):
     finally:
         LOCAL_RUN_OPTIONS.reset(token)
     assert state.is_completed()
-    _, steps = rows(mirror_env)
+    _, steps = mirror_rows(mirror_env)
     assert steps[1].approved_by == "carol (runbooks run --approve)"
 
 
@@ -151,14 +138,14 @@ def test_second_concurrent_run_is_refused(tmp_path, mirror_env):
     flow = flow_for(tmp_path, waiting())
     thread, box = in_thread(flow, parameters={"dir": str(work)}, return_state=True)
     wait_until(lambda: (work / "log").exists(), what="the first run to start")
-    first = rows(mirror_env)[0][0]
+    first = mirror_rows(mirror_env)[0][0]
     second = flow(parameters={"dir": str(work)}, return_state=True)
     (work / "go").touch()
     thread.join(timeout=60)
     assert second.is_failed()
     message = second.message
     assert f"waiting is already running on local: execution {first.id}" in message
-    executions, _ = rows(mirror_env)
+    executions, _ = mirror_rows(mirror_env)
     assert [e.status for e in executions] == ["succeeded"]  # the refused run left no row
     assert (work / "log").read_text().splitlines() == ["started"]  # and ran nothing
     assert box["value"].is_completed()
@@ -181,7 +168,7 @@ def test_secrets_reach_no_sink(tmp_path, mirror_env, monkeypatch):
         parameters={"dir": str(work), "token": "env:TEST_API_TOKEN"}, return_state=True
     )
     assert state.is_failed()
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert executions[0].status == "rolled_back"
     assert not (work / "used").exists()
     texts = [str(executions[0].parameters), executions[0].error or ""]
@@ -246,13 +233,13 @@ def test_sigkill_is_reconciled_to_crashed(tmp_path, mirror_env, prefect_server):
             pid = int((work / "sleeper.pid").read_text())
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert executions[0].status == "running"
     assert [r.action for r in reconcile(make_engine(mirror_env))] == ["still running"]
     time.sleep(3.5)  # the lease expires
     results = reconcile(make_engine(mirror_env))
     assert [r.action for r in results] == ["closed as crashed"]
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert executions[0].status == "crashed"
     assert [(s.step_id, s.status) for s in steps] == [
         ("wait", "succeeded"),

@@ -6,14 +6,13 @@ import types
 import uuid
 
 import pytest
-from sqlalchemy import select
 
-from db.engine import make_engine, session_scope
+from db.engine import make_engine
 from db.mirror import MirrorWriter
-from db.models import RunbookExecution, StepExecution
 from db.sync import ensure_runbook
 from runbook_catalog import load_catalog
 
+from .conftest import mirror_rows
 from .engine_catalog import ordered, secretive, write_engine_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -24,15 +23,6 @@ def build(tmp_path, data):
 
     catalog = load_catalog(write_engine_catalog(tmp_path / "catalog", data), strict=True)
     return catalog, build_flow(catalog.runbooks[data["slug"]])
-
-
-def rows(mirror_url):
-    engine = make_engine(mirror_url)
-    with session_scope(engine) as session:
-        executions = session.scalars(select(RunbookExecution)).all()
-        steps = session.scalars(select(StepExecution).order_by(StepExecution.id)).all()
-    engine.dispose()
-    return executions, steps
 
 
 def test_retry_runs_the_command_again_as_its_own_task_run(tmp_path, mirror_env):
@@ -52,7 +42,7 @@ def test_retry_runs_the_command_again_as_its_own_task_run(tmp_path, mirror_env):
     work.mkdir()
     state = build(tmp_path, data)[1](parameters={"dir": str(work)}, return_state=True)
     assert state.is_completed()
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert (steps[0].status, steps[0].attempts) == ("succeeded", 2)
     assert (work / "log").read_text().splitlines() == ["try", "try"]
     with get_client(sync_client=True) as client:
@@ -84,7 +74,7 @@ def test_secret_from_a_prefect_secret_block_is_used_and_masked(tmp_path, mirror_
         parameters={"dir": str(work), "token": "block:runbooks-test-token"}, return_state=True
     )
     assert state.is_failed()  # its second step fails on purpose
-    _, steps = rows(mirror_env)
+    _, steps = mirror_rows(mirror_env)
     assert "token is ********" in steps[0].output_tail
     assert all(secret not in (s.output_tail or "") + (s.error or "") for s in steps)
 
@@ -98,7 +88,7 @@ def test_missing_secret_is_refused_before_anything_runs(tmp_path, mirror_env, mo
     )
     assert state.is_failed()
     assert "secret env:NOT_SET_ANYWHERE: the environment variable is not set" in state.message
-    assert rows(mirror_env)[0] == []
+    assert mirror_rows(mirror_env)[0] == []
     assert not (work / "used").exists()
 
 
@@ -109,7 +99,7 @@ def test_report_and_progress_artifacts(tmp_path, mirror_env):
     work = tmp_path / "w"
     work.mkdir()
     build(tmp_path, ordered())[1](parameters={"dir": str(work), "fail_at": 3}, return_state=True)
-    executions, _ = rows(mirror_env)
+    executions, _ = mirror_rows(mirror_env)
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
@@ -150,7 +140,7 @@ def test_cancellation_hook_closes_the_row(tmp_path, mirror_env):
     flow_run = types.SimpleNamespace(id=flow_run_id)  # the hook reads only the id
     hooks.on_cancellation(None, flow_run, Cancelled(message="stopped by alice"))
     hooks.on_crashed(None, flow_run, Cancelled())  # a second ending changes nothing
-    executions, steps = rows(mirror_env)
+    executions, steps = mirror_rows(mirror_env)
     assert (executions[0].status, executions[0].error) == (
         "cancelled",
         "cancelled: stopped by alice",

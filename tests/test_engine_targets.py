@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from db.engine import make_engine, session_scope
-from db.models import RunbookExecution, StepExecution
+from db.models import RunbookExecution
 from runbook_catalog import load_catalog
 
+from .conftest import mirror_rows
 from .engine_catalog import remote, write_engine_catalog
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.postgres]
@@ -25,14 +26,7 @@ def inventory(tmp_path, sshd, postgres_url, monkeypatch):
         yaml.safe_dump(
             {
                 "targets": {
-                    "host": {
-                        "kind": "ssh",
-                        "host": sshd.host,
-                        "port": sshd.port,
-                        "user": sshd.user,
-                        "key_file": str(sshd.client_key),
-                        "known_hosts": str(sshd.known_hosts),
-                    },
+                    "host": sshd.inventory_entry(),
                     "db": {"kind": "postgres", "dsn": dsn},
                 }
             }
@@ -51,19 +45,10 @@ def run(tmp_path, **parameters):
     )
 
 
-def records(mirror_url):
-    engine = make_engine(mirror_url)
-    with session_scope(engine) as session:
-        execution = session.scalars(select(RunbookExecution)).one()
-        steps = session.scalars(select(StepExecution).order_by(StepExecution.position)).all()
-    engine.dispose()
-    return execution, steps
-
-
 def test_all_executors_succeed_with_one_ssh_handshake(tmp_path, mirror_env, inventory, sshd):
     accepted_before = sshd.log().count("Accepted publickey")
     state = run(tmp_path)
-    execution, steps = records(mirror_env)
+    (execution,), steps = mirror_rows(mirror_env)
     assert state.is_completed(), execution.error
     assert execution.status == "succeeded"
     assert execution.target == "db=db,host=host"
@@ -80,7 +65,7 @@ def test_all_executors_succeed_with_one_ssh_handshake(tmp_path, mirror_env, inve
 
 def test_failure_rolls_back_sql_and_ssh(tmp_path, mirror_env, inventory, sshd):
     state = run(tmp_path, fail_last=True)
-    execution, steps = records(mirror_env)
+    (execution,), steps = mirror_rows(mirror_env)
     assert state.is_failed()
     assert execution.status == "rolled_back"
     assert [s.rollback_status for s in steps] == [
