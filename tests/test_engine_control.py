@@ -184,9 +184,7 @@ def test_secrets_reach_no_sink(tmp_path, mirror_env, monkeypatch):
     assert "bad token ********" in steps[1].output_tail
     assert "undo with ********" in steps[0].rollback_output_tail
     flow_run_id = executions[0].flow_run_id
-    from prefect.logging.handlers import APILogHandler
-
-    APILogHandler.flush()  # logs reach the API in batches, from a background worker
+    # Logs reach the API in batches from a background worker: wait for them.
     with get_client(sync_client=True) as client:
         logs = wait_until(
             lambda: client.read_logs(
