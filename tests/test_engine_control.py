@@ -186,12 +186,14 @@ def test_secrets_reach_no_sink(tmp_path, mirror_env, monkeypatch):
     flow_run_id = executions[0].flow_run_id
     # Logs reach the API in batches from a background worker: wait for them.
     with get_client(sync_client=True) as client:
-        logs = wait_until(
-            lambda: client.read_logs(
+
+        def all_logs():  # complete once the run's last line ("secretive: rolled_back") is in
+            found = client.read_logs(
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-            ),
-            what="the run's logs",
-        )
+            )
+            return found if any("secretive: rolled_back" in log.message for log in found) else None
+
+        logs = wait_until(all_logs, what="the run's logs")
         artifacts = client.read_artifacts()
         run = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
