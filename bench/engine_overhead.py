@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,32 +144,40 @@ def main() -> None:
         bare_flow(2)
         flows[10](parameters={}, return_state=True)
 
-        bodies: dict[str, dict[int, float]] = {
-            "plain": {},
-            "bare": {},
-            "engine": {},
-            "mutating": {},
+        def bare_arm(n: int) -> tuple[float, float]:
+            start = time.perf_counter()
+            body = bare_flow(n)
+            return body, time.perf_counter() - start
+
+        def engine_arm(built: dict) -> Callable[[int], tuple[float, float]]:
+            def run(n: int) -> tuple[float, float]:
+                start = time.perf_counter()
+                state = built[n](parameters={}, return_state=True)
+                wall = time.perf_counter() - start
+                assert state.is_completed(), state.message
+                return last_duration(), wall
+
+            return run
+
+        arms = {
+            "bare": bare_arm,
+            "engine": engine_arm(flows),
+            "mutating": engine_arm(mutating_flows),
         }
-        walls: dict[str, dict[int, float]] = {"bare": {}, "engine": {}}
+        bodies = {"plain": {n: median([plain(n) for _ in range(args.repeat)]) for n in STEP_COUNTS}}
+        bodies |= {name: {} for name in arms}
+        walls: dict[str, dict[int, float]] = {name: {} for name in arms}
         for n in STEP_COUNTS:
-            bodies["plain"][n] = median([plain(n) for _ in range(args.repeat)])
-            bare_bodies, bare_walls, engine_bodies, engine_walls = [], [], [], []
-            mutating_bodies = []
-            for _ in range(args.repeat):  # interleaved, so drift hits every arm alike
-                start = time.perf_counter()
-                bare_bodies.append(bare_flow(n))
-                bare_walls.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                state = flows[n](parameters={}, return_state=True)
-                engine_walls.append(time.perf_counter() - start)
-                assert state.is_completed(), state.message
-                engine_bodies.append(last_duration())
-                state = mutating_flows[n](parameters={}, return_state=True)
-                assert state.is_completed(), state.message
-                mutating_bodies.append(last_duration())
-            bodies["mutating"][n] = median(mutating_bodies)
-            bodies["bare"][n], walls["bare"][n] = median(bare_bodies), median(bare_walls)
-            bodies["engine"][n], walls["engine"][n] = median(engine_bodies), median(engine_walls)
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
+            order = list(arms)
+            for repeat in range(args.repeat):
+                # Interleaved and rotated: each arm follows each other one equally often,
+                # since the server is still busy with the previous run when the next starts.
+                for name in order[repeat % 3 :] + order[: repeat % 3]:
+                    samples[name].append(arms[name](n))
+            for name, runs in samples.items():
+                bodies[name][n] = median([body for body, _ in runs])
+                walls[name][n] = median([wall for _, wall in runs])
 
         low, high = STEP_COUNTS
         print(f"engine overhead benchmark: flow bodies, median of {args.repeat}, seconds")

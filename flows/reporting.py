@@ -16,6 +16,7 @@ from typing import Any
 from runbook_catalog.models import Runbook
 
 logger = logging.getLogger("runbooks.reporting")
+MIN_SECONDS_BETWEEN_UPDATES = 1.0
 
 
 def artifact_key(slug: str, suffix: str) -> str:
@@ -43,6 +44,7 @@ class Progress:
         self._latest: float | None = None
         self._sent: float | None = None
         self._wake = threading.Event()
+        self._finished = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
         if not _in_flow_run():
@@ -66,6 +68,9 @@ class Progress:
             self._wake.wait()
             self._wake.clear()
             self._send_latest()
+            if not self._stop:
+                # At most one update a second: the server shares the machine with the run.
+                self._finished.wait(MIN_SECONDS_BETWEEN_UPDATES)
             if self._stop:
                 # `finish` sets the last value before the stop flag, so once the flag is seen
                 # the latest value is final; it may have arrived while the previous was sent.
@@ -97,6 +102,7 @@ class Progress:
             self._update(100.0)
         if self._thread is not None:
             self._stop = True
+            self._finished.set()
             self._wake.set()
             self._thread.join(timeout=10)
 
