@@ -103,8 +103,8 @@ def release(engine: Engine, key: str, execution_id: uuid.UUID) -> None:
         )
 
 
-def release_expired_for(engine: Engine, execution_ids: list[uuid.UUID]) -> None:
-    """For the reconciler: drop leases of executions it has found dead."""
+def release_for_executions(engine: Engine, execution_ids: list[uuid.UUID]) -> None:
+    """For the reconciler: drop the leases of executions it has found dead."""
     with session_scope(engine) as session:
         session.execute(
             delete(ExecutionLease).where(ExecutionLease.execution_id.in_(execution_ids))

@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,7 +121,6 @@ class _StepRecord:  # for the report artifact
     duration_s: float | None = None
     verdict: str = ""
     rollback: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def open_mirror():

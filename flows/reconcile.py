@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 
 from db.base import utcnow
 from db.engine import session_scope
-from db.leases import release_expired_for
+from db.leases import release_for_executions
 from db.mirror import MirrorWriter, close_open_steps, open_executions
 from db.models import ExecutionLease, ExecutionStatus
 
@@ -92,7 +92,7 @@ def reconcile(engine: Engine) -> list[Reconciled]:
                     )
             if writer.finish_execution(execution.id, status, reason):
                 unknown = close_open_steps(engine, execution.id, utcnow())
-                release_expired_for(engine, [execution.id])
+                release_for_executions(engine, [execution.id])
                 found.append(
                     Reconciled(
                         ident,

@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from .loader import Document, _display
-from .models import Command, Priority, Runbook, RunbookType, Step, TargetKind
+from .models import Command, Priority, Runbook, RunbookType, TargetKind
 from .parameters import PARAMETER_NAME, IdentifierParam
 from .problems import Problem
 from .templating import (
@@ -363,7 +363,3 @@ def lint_catalog(
     by_shown = {_display(d.path, root): d.path for d in [*runbooks, *notes]}
     rejected = {by_shown[p.file] for p in problems if p.file in by_shown}
     return problems, rejected
-
-
-def step_by_id(rb: Runbook, step_id: str) -> Step:
-    return next(s for s in rb.steps if s.id == step_id)
