@@ -21,7 +21,23 @@ class Settings(BaseSettings):
     database_url: str | None = None
     catalog: Path | None = None
     inventory: Path | None = None
+    # The alert receiver: a bearer token for Alertmanager/Grafana (they cannot sign), the
+    # PagerDuty v3 webhook signing secret, the HMAC secret of the generic endpoint, and the cap
+    # on a request body (413 above it, checked before the body is read).
     alert_token: SecretStr | None = None
+    pagerduty_secret: SecretStr | None = None
+    alert_hmac_secret: SecretStr | None = None
+    alert_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # Apprise URLs (space or comma separated) told about failures, rollbacks and approvals.
+    notify_urls: str | None = None
+    # The main job (`runbooks up`): everything listens on this host.
+    host: str = "127.0.0.1"
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    receiver_port: int = Field(default=8765, ge=1, le=65535)
+    # How often the served runner asks for due runs (Prefect's default of 10 s delays every
+    # UI and alert run by up to that much).
+    runner_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    reconcile_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
     # A run renews its lease every third of this; a dead run's lease expires after it.
     lease_ttl_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)
 

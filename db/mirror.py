@@ -19,6 +19,7 @@ from .base import utcnow
 from .engine import session_scope
 from .models import (
     TERMINAL_STATUSES,
+    AlertEvent,
     ExecutionStatus,
     RollbackStatus,
     RunbookExecution,
@@ -89,6 +90,14 @@ class MirrorWriter:
                     alert_event_id=alert_event_id,
                 )
             )
+            if alert_event_id is not None:
+                # The alert points at the run it started, in the same commit as the row.
+                session.flush()
+                session.execute(
+                    update(AlertEvent)
+                    .where(AlertEvent.id == alert_event_id)
+                    .values(execution_id=execution_id)
+                )
 
     def set_status(self, execution_id: uuid.UUID, status: ExecutionStatus) -> None:
         with session_scope(self.engine) as session:

@@ -231,6 +231,7 @@ class AlertEvent(Base):
         CheckConstraint(_check_in("action", AlertAction), name="action"),
         Index(None, "source", "dedup_key"),
         Index(None, "received_at"),
+        Index(None, "route", "group_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -245,6 +246,10 @@ class AlertEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     route: Mapped[str | None] = mapped_column(String(255))
     execution_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("runbook_executions.id"))
+    # The alert across its deliveries (Alertmanager fingerprint, PagerDuty incident id, generic
+    # key): cooldown and `resolved` look runs up by it. `dedup_key` is one delivery.
+    group_key: Mapped[str | None] = mapped_column(String(255))
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class ExecutionLease(Base):
