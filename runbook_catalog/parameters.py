@@ -31,9 +31,20 @@ SLUG = r"[a-z0-9][a-z0-9-]{0,62}"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME = rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*"
 PATH_CHARS = r"[A-Za-z0-9._/@+=-]+"
+TIMESTAMP_WITH_ZONE = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})"
+)
 SECRET_REFERENCE = r"(env|block):[A-Za-z_][A-Za-z0-9_.-]{0,127}"  # noqa: S105 - a pattern
 
 PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}", re.ASCII)
+
+
+def schema_pattern(body: str) -> str:
+    """A JSON-schema copy of a full-match rule, read the same by the UI (JavaScript) and the
+    server (Python `re.search`, where `$` also matches before a final newline; hence the
+    look-ahead refusing any newline)."""
+    return f"^(?![^\\n]*\\n)(?:{body})$"
 
 
 def _fullmatch(pattern: str, what: str):
@@ -77,7 +88,7 @@ class IdentifierParam(_Spec):
         return Annotated[str, AfterValidator(_fullmatch(IDENTIFIER, what))]
 
     def json_schema_extra(self) -> dict[str, Any]:
-        return {"pattern": f"^{IDENTIFIER}$"}
+        return {"pattern": schema_pattern(IDENTIFIER)}
 
 
 class SlugParam(_Spec):
@@ -91,7 +102,7 @@ class SlugParam(_Spec):
         return Annotated[str, AfterValidator(_fullmatch(SLUG, what))]
 
     def json_schema_extra(self) -> dict[str, Any]:
-        return {"pattern": f"^{SLUG}$"}
+        return {"pattern": schema_pattern(SLUG)}
 
 
 class HostnameParam(_Spec):
@@ -101,6 +112,10 @@ class HostnameParam(_Spec):
     def annotation(self) -> Any:
         what = "a host name: dot-separated labels of ASCII letters, digits and '-'"
         return Annotated[str, AfterValidator(_fullmatch(HOSTNAME, what))]
+
+    def json_schema_extra(self) -> dict[str, Any]:
+        # The length look-ahead ends with Python's \Z, which JavaScript does not know.
+        return {"pattern": schema_pattern(HOSTNAME.replace(r"\Z", "$"))}
 
 
 class StringParam(_Spec):
@@ -125,6 +140,9 @@ class StringParam(_Spec):
             Field(max_length=self.max_length),
             AfterValidator(_fullmatch(self.pattern, what)),
         ]
+
+    def json_schema_extra(self) -> dict[str, Any]:
+        return {"pattern": schema_pattern(self.pattern)}
 
 
 class PathParam(_Spec):
@@ -155,6 +173,18 @@ class PathParam(_Spec):
             return resolved
 
         return Annotated[str, AfterValidator(under_base)]
+
+    def json_schema_extra(self) -> dict[str, Any]:
+        """The same rule for the UI form and the server, which refuse a bad value before a run
+        exists: no '..' segment, no leading '-', absolute only under the base. (Slightly
+        stricter than the validator, which also takes a '..' that stays under the base.)"""
+        no_dotdot = r"(?!(?:.*/)?\.\.(?:/|$))"
+        chars = PATH_CHARS.removesuffix("+")
+        under = "/" if self.base == "/" else re.escape(self.base) + "(?:/|$)"
+        first = chars.replace("/", "")  # a relative path's first character
+        return {
+            "pattern": schema_pattern(f"(?!-){no_dotdot}(?:(?={under}){chars}*|{first}{chars}*)")
+        }
 
 
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
@@ -191,6 +221,11 @@ class IntegerParam(_Spec):
             int, BeforeValidator(_number_input(_INTEGER_TEXT)), Field(ge=self.min, le=self.max)
         ]
 
+    def json_schema_extra(self) -> dict[str, Any]:
+        # Behind the BeforeValidator pydantic writes the bounds as `ge`/`le`, which JSON
+        # schema (the server's check of a UI form) ignores; say them in its own words.
+        return {"minimum": self.min, "maximum": self.max}
+
 
 class NumberParam(_Spec):
     type: Literal["number"]
@@ -204,6 +239,9 @@ class NumberParam(_Spec):
             BeforeValidator(_number_input(_NUMBER_TEXT)),
             Field(ge=self.min, le=self.max, allow_inf_nan=False),
         ]
+
+    def json_schema_extra(self) -> dict[str, Any]:
+        return {"minimum": self.min, "maximum": self.max}
 
 
 class BooleanParam(_Spec):
@@ -239,6 +277,10 @@ class TimestampParam(_Spec):
 
         return Annotated[datetime, AfterValidator(aware)]
 
+    def json_schema_extra(self) -> dict[str, Any]:
+        # JSON schema's `format: date-time` is not enforced by the server; a pattern is.
+        return {"pattern": schema_pattern(TIMESTAMP_WITH_ZONE)}
+
 
 class SecretParam(_Spec):
     """A reference to a secret (`env:NAME` or `block:NAME`), never the secret itself.
@@ -253,6 +295,9 @@ class SecretParam(_Spec):
     def annotation(self) -> Any:
         what = "a secret reference: env:VARIABLE or block:secret-block-name"
         return Annotated[SecretStr, AfterValidator(_secret_reference(what))]
+
+    def json_schema_extra(self) -> dict[str, Any]:
+        return {"pattern": schema_pattern(SECRET_REFERENCE)}
 
 
 def _secret_reference(what: str):
