@@ -48,7 +48,7 @@ from tasks.steps import (
 from tasks.targets import RunTargets
 from tasks.verification import Verdict
 
-from . import reporting
+from . import notifications, reporting
 from .approval import approval_request_markdown, wait_for_approval
 
 
@@ -206,6 +206,7 @@ def execute_runbook(request: RunRequest) -> Outcome:
             reporting.publish_report(
                 runbook, execution_id, runner.records, runner.status_text(), redactor
             )
+            notifications.notify_run_finished(settings.notify_urls, engine, execution_id, redactor)
     _emit(
         "execution_finished", execution_id=execution_id, status=outcome.status, error=outcome.error
     )
@@ -406,6 +407,15 @@ class _StepRunner:
         row.update(status=StepStatus.PENDING)
         _emit("awaiting_approval", position=position, step=step.id)
         self.logger.warning("step %s waits for approval in the Prefect UI", step.id)
+        notifications.notify_approval_needed(
+            load_settings().notify_urls,
+            self.mirror.engine,
+            self.execution_id,
+            step,
+            position,
+            shown,
+            self.targets.redactor,
+        )
         decision = wait_for_approval(step, description)
         self.mirror.set_status(self.execution_id, ExecutionStatus.RUNNING)
         row.update(

@@ -4,6 +4,7 @@ The body closes its own row; these cover endings it never sees: cancellation (th
 told to stop), a crash, or an exception before the row was closed. Hook parameters are named
 exactly `flow, flow_run, state`: the serve process calls hooks by keyword (PREFECT-NOTES.md).
 Hooks run outside the run context and their exceptions are swallowed, so they log what they do.
+A row a hook closes is also notified (cancelled, crashed), like the endings the body closes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import logging
 
 from sqlalchemy import select
 
+from config import load_settings
 from db.base import utcnow
 from db.engine import session_scope
 from db.mirror import MirrorWriter, close_open_steps
 from db.models import ExecutionStatus, RunbookExecution
+from tasks.redaction import Redactor
+
+from . import notifications
 
 logger = logging.getLogger("runbooks.hooks")
 
@@ -35,6 +40,11 @@ def close_for_flow_run(flow_run_id, status: ExecutionStatus, reason: str) -> boo
     if closed:
         close_open_steps(engine, execution_id, utcnow())
         logger.warning("execution %s closed as %s: %s", execution_id, status.value, reason)
+        # The run's secrets are unknown here (often another process): the notification says
+        # what the mirror holds, redacted when written, and Prefect's state message.
+        notifications.notify_run_finished(
+            load_settings().notify_urls, engine, execution_id, Redactor()
+        )
     return closed
 
 

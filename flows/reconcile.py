@@ -15,11 +15,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
+from config import load_settings
 from db.base import utcnow
 from db.engine import session_scope
 from db.leases import release_for_executions
 from db.mirror import MirrorWriter, close_open_steps, open_executions
 from db.models import ExecutionLease, ExecutionStatus
+from tasks.redaction import Redactor
+
+from .notifications import notify_run_finished
 
 logger = logging.getLogger("runbooks.reconcile")
 
@@ -60,6 +64,7 @@ def reconcile(engine: Engine) -> list[Reconciled]:
     from prefect.states import Crashed
 
     found: list[Reconciled] = []
+    settings = load_settings()
     live = _live_leases(engine)
     writer = MirrorWriter(engine)
     with get_client(sync_client=True) as client:
@@ -93,6 +98,8 @@ def reconcile(engine: Engine) -> list[Reconciled]:
             if writer.finish_execution(execution.id, status, reason):
                 unknown = close_open_steps(engine, execution.id, utcnow())
                 release_for_executions(engine, [execution.id])
+                # Nobody else will tell anyone about a run that died this way.
+                notify_run_finished(settings.notify_urls, engine, execution.id, Redactor())
                 found.append(
                     Reconciled(
                         ident,
