@@ -16,6 +16,8 @@ from runbook_catalog import CatalogError
 from runbook_catalog.durations import format_duration
 from runbook_catalog.markdown import NoteView, runbook_markdown
 from runbook_catalog.overview import catalog_table
+from runbook_catalog.problems import sort_problems
+from runbook_catalog.routes import route_problems
 
 from . import context
 from .output import console, errors, print_json
@@ -26,6 +28,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machine
 def validate(as_json: JsonOption = False) -> None:
     """Check every runbook and note in the catalog; print every problem at once."""
     loaded = context.catalog(strict=False)
+    # The alert routes (alert-routes.yaml) are checked against the runbooks that loaded.
+    loaded.problems = sort_problems([*loaded.problems, *route_problems(loaded)])
     if as_json:
         print_json(
             {
