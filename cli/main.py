@@ -14,7 +14,7 @@ import typer
 from db.sync import SyncRefused
 from runbook_catalog import CatalogError
 
-from . import catalog, history, notes, plan, reconcile, run
+from . import catalog, deployments, history, lab, notes, plan, receiver, reconcile, run, up
 from .context import CommandError
 from .output import errors
 
@@ -33,7 +33,11 @@ app.command()(run.run)
 app.command("history")(history.history_command)
 app.command("stats")(history.stats_command)
 app.command()(reconcile.reconcile)
+app.command()(up.up)
+app.command()(receiver.receiver)
 app.add_typer(notes.app, name="notes")
+app.add_typer(deployments.app, name="deployments")
+app.add_typer(lab.app, name="lab")
 
 
 def main() -> None:

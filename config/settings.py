@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # How often the served runner asks for due runs (Prefect's default of 10 s delays every
     # UI and alert run by up to that much).
     runner_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Run processes kept imported for alert-triggered runs (0: leave every run to the runner).
+    warm_runs: int = Field(default=1, ge=0, le=8)
     reconcile_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
     # A run renews its lease every third of this; a dead run's lease expires after it.
     lease_ttl_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)

@@ -15,6 +15,18 @@ if [ -n "${CI:-}" ] && [ -z "${RUNBOOKS_TEST_POSTGRES_URL:-}" ]; then
   echo "test: CI needs PostgreSQL: set RUNBOOKS_TEST_POSTGRES_URL" >&2
 fi
 
+# The browser test drives Debian's chromium with Playwright (Playwright's own browser download
+# does not work on these machines).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing the Debian package chromium (for the browser test)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "test: the browser test needs the Debian package chromium" >&2
+  fi
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/pytest "$@"

@@ -1,16 +1,10 @@
 #!/usr/bin/env bash
-# The main job. Today: install, validate the catalog, sync it into the mirror database, list it.
-# The long-running `runbooks up` (Prefect server, served runbooks, alert receiver) replaces the
-# last lines once the engine and trigger work lands; see README.md, "Status".
+# The main job: installs what it needs (.venv, packages), then `runbooks up` in the foreground:
+# a Prefect server (SQLite in ./data unless PREFECT_API_URL is set), every runbook served with
+# its schedules, the alert receiver and the reconciler. Ctrl-C stops everything.
+# Extra arguments go to `runbooks up` (e.g. ./scripts/up.sh --prefect-port 4300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 .venv/bin/runbooks validate
-.venv/bin/runbooks sync
-.venv/bin/runbooks list
-.venv/bin/runbooks notes
-db=${RUNBOOKS_DATABASE_URL:-sqlite:///$PWD/data/runbooks.db}
-echo
-echo "mirror database: $db"
-echo "try: .venv/bin/runbooks show restore-tenant-data"
-echo "     .venv/bin/runbooks plan restore-tenant-data --examples -p tenant_id=acme-jewels"
+exec .venv/bin/runbooks up "$@"

@@ -92,7 +92,12 @@ class StreamingExecutor(Executor):
         handle = self.start(command, env, timeout)
         stdout, stderr = OutputTail(output_limit), OutputTail(output_limit)
         failures: list[BaseException] = []
-        exit_code = self.collect(handle, stdout, stderr, timeout, failures)
+        try:
+            exit_code = self.collect(handle, stdout, stderr, timeout, failures)
+        except BaseException:
+            # Interrupted (Ctrl-C, a cancelled run): the command must not outlive its step.
+            self.kill(handle)
+            raise
         timed_out = exit_code is None
         result = Result(
             command=shown,
