@@ -24,7 +24,8 @@ from config import PROJECT_ROOT
 from db import migrate
 from db.engine import make_engine
 
-pytest_plugins = ["tests.sshd"]  # the `sshd` fixture: a real OpenSSH server on loopback
+# `sshd`: a real OpenSSH server on loopback; `lab`: the lab's real services, once a session.
+pytest_plugins = ["tests.sshd", "tests.lab_fixture"]
 
 CATALOG = PROJECT_ROOT / "runbook_catalog"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
