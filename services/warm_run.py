@@ -31,10 +31,11 @@ def _claim(client, flow_run_id: uuid.UUID) -> bool:
 
 
 def _cancel_when_told(flow_run_id: uuid.UUID) -> None:
-    """Waits for `cancel` on stdin. The mirror row is closed as cancelled first (a row that
-    is already terminal is never changed again, whatever the unwinding run writes), then the
-    run is interrupted (the running command's process group is killed on the way out), then
-    Prefect is told, then the process ends."""
+    """Waits for `cancel` on stdin. The mirror row is closed as cancelled and Prefect is told
+    first: both are terminal then, and neither changes again whatever the unwinding run
+    writes (Prefect refuses to leave a terminal state; the mirror never rewrites a closed
+    row). Then the run is interrupted, which kills the running command's process group on the
+    way out, and the process ends."""
     line = sys.stdin.readline()
     if line.strip() != "cancel":
         return  # stdin closed: the main job went away; the run goes on
@@ -43,20 +44,17 @@ def _cancel_when_told(flow_run_id: uuid.UUID) -> None:
 
     from db.models import ExecutionStatus
     from flows.hooks import close_for_flow_run
+    from flows.notifications import wait_for_sends
 
     try:
         close_for_flow_run(flow_run_id, ExecutionStatus.CANCELLED, "cancelled in Prefect")
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, Cancelled(), force=True)
     finally:
         _thread.interrupt_main()
         time.sleep(1.5)  # let the step's command be killed while the stack unwinds
-        try:
-            with get_client(sync_client=True) as client:
-                client.set_flow_run_state(flow_run_id, Cancelled(), force=True)
-        finally:
-            from flows.notifications import wait_for_sends
-
-            wait_for_sends()  # the "cancelled" notification, which os._exit would drop
-            os._exit(0)
+        wait_for_sends()  # the "cancelled" notification, which os._exit would drop
+        os._exit(0)
 
 
 def main() -> int:

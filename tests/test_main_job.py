@@ -256,3 +256,72 @@ def test_an_alert_starts_its_runbook_in_a_warm_process_and_the_record_points_bac
             execution.id,
         )
     engine.dispose()
+
+
+def test_a_resolved_alert_cancels_its_run_waiting_for_approval(tmp_path):
+    import httpx
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from .alert_helpers import TOKEN, alertmanager_payload, am_alert, bearer
+
+    work = tmp_path / "work"
+    work.mkdir()
+    held = gated()
+    held.update(type="incident_response", priority="high", rto="15m")
+    catalog = write_engine_catalog(tmp_path / "catalog", held)
+    routes = {
+        "routes": [
+            {
+                "name": "needs-a-person",
+                "description": "Starts the gated runbook.",
+                "match": {"alertname": "ServiceDown"},
+                "runbook": "gated",
+                "parameters": {"dir": {"value": str(work)}},
+                "cooldown": "1m",
+                "max_runs": 5,
+                "window": "1h",
+            }
+        ]
+    }
+    (catalog / "alert-routes.yaml").write_text(yaml.safe_dump(routes))
+    mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
+    env = {
+        "RUNBOOKS_CATALOG": str(catalog),
+        "RUNBOOKS_DATABASE_URL": mirror,
+        "RUNBOOKS_ALERT_TOKEN": TOKEN,
+    }
+    alert = am_alert(fingerprint="f00d", service="checkout")
+    with (
+        running_up(tmp_path, env) as up,
+        temporary_settings({PREFECT_API_URL: up.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        body, headers = bearer(alertmanager_payload(alert))
+        fired = httpx.post(f"{up.receiver_url}/alerts/alertmanager", content=body, headers=headers)
+        [answer] = fired.json()["alerts"]
+        assert answer["action"] == "triggered"
+        run_id = answer["flow_run_id"]
+
+        deadline = time.monotonic() + 60
+        while not client.read_flow_run(run_id).state.is_paused():
+            assert time.monotonic() < deadline, up.output()
+            time.sleep(0.3)
+        assert (work / "s1").exists() and not (work / "s2").exists()
+
+        resolved = dict(alert, status="resolved", endsAt="2026-12-04T10:30:00.000Z")
+        body, headers = bearer(alertmanager_payload(resolved))
+        answered = httpx.post(
+            f"{up.receiver_url}/alerts/alertmanager", content=body, headers=headers
+        )
+        assert answered.json()["alerts"][0]["action"] == "cancelled_run", answered.text
+
+        deadline = time.monotonic() + 60
+        while not client.read_flow_run(run_id).state.is_final():
+            assert time.monotonic() < deadline, up.output()
+            time.sleep(0.3)
+        assert client.read_flow_run(run_id).state.is_cancelled()
+    [execution], _ = mirror_rows(mirror)
+    assert execution.status == "cancelled"
+    assert not (work / "s2").exists()  # the step waiting for approval never ran
