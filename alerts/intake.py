@@ -27,7 +27,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,11 +47,13 @@ from runbook_catalog.routes import AlertRoute, RouteTable
 from tasks.render import ParameterError, validate_parameters
 
 from .enqueue import EnqueueError, Enqueuer, RunRequest
+from .keyed_lock import KeyedLock
 from .payloads import IncomingAlert
 
 logger = logging.getLogger("runbooks.alerts")
 
 REASON_LIMIT = 500
+CONCURRENT_CREATES = 4
 STARTED_MEMORY = 10_000
 _PARAMETER_NAME = re.compile(r"parameter (\w+):")
 T = TypeVar("T")
@@ -109,7 +111,16 @@ class AlertIntake:
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
         is_sqlite = engine.dialect.name == "sqlite"
         self._writer = threading.Lock() if is_sqlite else contextlib.nullcontext()
+        # Deliveries of one alert group on one route are decided one at a time (dedup and
+        # cooldown); different alerts go on in parallel, so a slow Prefect call for one alert
+        # never holds up the others. The circuit breaker counts per route: its check and a
+        # reservation of the run are one short step under the route's lock.
+        self._group_locks = KeyedLock()
         self._route_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._reserved: Counter[str] = Counter()  # runs being created now, per route
+        # Prefect writes each new run in its own transaction; a few at a time keep every call
+        # well inside the enqueuer's deadline when a storm brings many new alerts at once.
+        self._creating = asyncio.Semaphore(CONCURRENT_CREATES)
         # (source, dedup key) -> (event id, flow run id) of the deliveries that started a run
         # here, newest last: a memory of the `triggered` rows this process wrote.
         self._started: dict[tuple[str, str], tuple[int, UUID]] = {}
@@ -169,43 +180,61 @@ class AlertIntake:
         known = self._started.get((alert.source, alert.dedup_key))
         if known is not None:
             return await self._duplicate(event_id, route, *known)
-        async with self._route_locks[route.name]:
+        async with self._group_locks((route.name, alert.group_key)):
             known = self._started.get((alert.source, alert.dedup_key))
             if known is not None:
                 return await self._duplicate(event_id, route, *known, locked=True)
-            verdict = await self._db(
-                self._check_firing, event_id, alert, route, utcnow(), locked=True
-            )
-            if verdict is not None:
-                return verdict
-            request = RunRequest(
-                runbook=route.runbook,
-                parameters=parameters,
-                source=alert.source,
-                alert_name=alert.alert_name,
-                alert_event_id=event_id,
-                dedup_key=alert.dedup_key,
-            )
-            try:
-                flow_run = await self.enqueuer.enqueue(request)
-            except EnqueueError as exc:
-                return await self._finish(
+            async with self._route_locks[route.name]:
+                verdict = await self._db(
+                    self._check_firing,
                     event_id,
-                    AlertAction.FAILED,
-                    exc.reason,
-                    route=route.name,
-                    retryable=exc.retryable,
+                    alert,
+                    route,
+                    utcnow(),
+                    self._reserved[route.name],
                     locked=True,
                 )
-            self._remember(alert, event_id, flow_run.id)
+                if verdict is not None:
+                    return verdict
+                self._reserved[route.name] += 1
+            try:
+                return await self._start_run(event_id, alert, route, parameters)
+            finally:
+                self._reserved[route.name] -= 1
+
+    async def _start_run(
+        self, event_id: int, alert: IncomingAlert, route: AlertRoute, parameters: dict[str, Any]
+    ) -> Outcome:
+        """Create the run and record it `triggered` (which the breaker then counts)."""
+        request = RunRequest(
+            runbook=route.runbook,
+            parameters=parameters,
+            source=alert.source,
+            alert_name=alert.alert_name,
+            alert_event_id=event_id,
+            dedup_key=alert.dedup_key,
+        )
+        try:
+            async with self._creating:
+                flow_run = await self.enqueuer.enqueue(request)
+        except EnqueueError as exc:
             return await self._finish(
                 event_id,
-                AlertAction.TRIGGERED,
-                f"route {route.name} started {route.runbook} run {flow_run.name}",
+                AlertAction.FAILED,
+                exc.reason,
                 route=route.name,
-                flow_run_id=flow_run.id,
+                retryable=exc.retryable,
                 locked=True,
             )
+        self._remember(alert, event_id, flow_run.id)
+        return await self._finish(
+            event_id,
+            AlertAction.TRIGGERED,
+            f"route {route.name} started {route.runbook} run {flow_run.name}",
+            route=route.name,
+            flow_run_id=flow_run.id,
+            locked=True,
+        )
 
     def _remember(self, alert: IncomingAlert, event_id: int, flow_run_id: UUID) -> None:
         self._started[(alert.source, alert.dedup_key)] = (event_id, flow_run_id)
@@ -240,8 +269,7 @@ class AlertIntake:
     async def _resolve(
         self, event_id: int, alert: IncomingAlert, route: AlertRoute | None
     ) -> Outcome:
-        lock = self._route_locks[route.name] if route else contextlib.nullcontext()
-        async with lock:
+        async with self._group_locks((route.name if route else None, alert.group_key)):
             runs = await self._db(self._runs_of_group, alert.source, alert.group_key, locked=True)
             if not runs:
                 return await self._finish(
@@ -333,7 +361,12 @@ class AlertIntake:
         )
 
     def _check_firing(
-        self, event_id: int, alert: IncomingAlert, route: AlertRoute, now: datetime
+        self,
+        event_id: int,
+        alert: IncomingAlert,
+        route: AlertRoute,
+        now: datetime,
+        reserved: int = 0,
     ) -> Outcome | None:
         """Deduplicated or circuit open (recorded in the same transaction), or None: start it."""
         triggered = AlertEvent.action == AlertAction.TRIGGERED.value
@@ -385,7 +418,7 @@ class AlertIntake:
                         AlertEvent.received_at >= now - timedelta(seconds=route.window),
                     )
                 ).one()
-                if count >= route.max_runs:
+                if count + reserved >= route.max_runs:
                     closes = _aware(oldest) + timedelta(seconds=route.window)
                     outcome = Outcome(
                         event_id,

@@ -24,7 +24,9 @@ from lab.processes import LabError
 
 from .conftest import mirror_rows, run_cli
 
-PORT_OFFSET = 100
+# Away from a lab a developer runs by hand; RUNBOOKS_TEST_LAB_PORT_OFFSET for two test sessions
+# on one machine.
+PORT_OFFSET = int(os.environ.get("RUNBOOKS_TEST_LAB_PORT_OFFSET", "100"))
 
 
 @dataclass
