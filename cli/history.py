@@ -135,7 +135,8 @@ def _show_execution(engine, execution_id: str, as_json: bool) -> None:
         if s.command:
             console.print(f"   $ {s.command.splitlines()[0]}", markup=False)
         if s.approved_by:
-            console.print(f"   approval: {s.approved_by} {s.approval_reason or ''}", markup=False)
+            reason = f": {s.approval_reason}" if s.approval_reason else ""
+            console.print(f"   approval: {s.approved_by}{reason}", markup=False)
         if s.verify_result:
             console.print(f"   verify: {s.verify_result}", markup=False)
         if s.error:

@@ -123,6 +123,14 @@ class MirrorWriter:
             row.finished_at = finished
             row.duration_seconds = (finished - row.started_at).total_seconds()
             row.error = self._text(error)
+            if status == ExecutionStatus.SUCCEEDED:
+                # The compensation stack is discharged: nothing is waiting to be undone.
+                session.execute(
+                    update(StepExecution)
+                    .where(StepExecution.execution_id == execution_id)
+                    .where(StepExecution.rollback_status == RollbackStatus.PENDING.value)
+                    .values(rollback_status=RollbackStatus.NOT_NEEDED.value)
+                )
             return True
 
     # Step rows are the hot path (two writes per step): plain Core statements on a pooled

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,34 @@ def _anchor_paths() -> None:
         if value:
             os.environ[name] = str(Path(value).expanduser().resolve())
     os.chdir(PROJECT_ROOT)
+
+
+async def in_daemon_thread(function, *args):
+    """`asyncio.to_thread` for work that may outlive its caller: the default executor's
+    threads are joined at interpreter exit, so a reconcile round still retrying a Prefect
+    server that has just stopped would hold up the exit of Ctrl-C for a minute."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = function(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=work, name=f"runbooks-{function.__name__}", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _flush_prefect_logs() -> None:
@@ -289,7 +318,7 @@ class MainJob:
         while True:
             started = time.monotonic()
             try:
-                results = await asyncio.to_thread(reconcile, engine)
+                results = await in_daemon_thread(reconcile, engine)
             except Exception as exc:  # a bad moment of the database or the API: next round
                 logger.warning("reconciler: %s", exc)
             else:

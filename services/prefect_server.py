@@ -51,6 +51,11 @@ class PrefectServer:
             PREFECT_SERVER_API_PORT=str(self.port),
             PREFECT_UI_API_URL=self.api_url,
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            # One SQLite file serves the UI, the runner, the runs and the receiver; on a busy
+            # 2-core machine a write can wait its turn longer than Prefect's 10 s default, and
+            # the UI then shows nothing at all for a refused (503) form submission.
+            PREFECT_SERVER_DATABASE_TIMEOUT="30",
+            PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="15",
         )
         return env
 

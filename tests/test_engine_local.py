@@ -49,9 +49,9 @@ def test_success_records_everything(tmp_path, mirror_env):
     assert [
         (s.step_id, s.status, s.exit_code, s.verify_passed, s.rollback_status) for s in steps
     ] == [
-        ("s1", "succeeded", 0, True, "pending"),
-        ("s2", "succeeded", 0, True, "pending"),
-        ("s3", "succeeded", 0, True, "pending"),
+        ("s1", "succeeded", 0, True, "not_needed"),
+        ("s2", "succeeded", 0, True, "not_needed"),
+        ("s3", "succeeded", 0, True, "not_needed"),
     ]
     assert all(s.attempts == 1 for s in steps)
     assert "step 2 done" in steps[1].output_tail
