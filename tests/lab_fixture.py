@@ -10,8 +10,11 @@ tests skip locally and fail in CI (CI set), like the PostgreSQL and sshd tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,18 +74,20 @@ class LabRun:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory, prefect_server) -> Iterator[LabRun]:
-    root = tmp_path_factory.mktemp("lab")
+    # Not under pytest's tmp root: pytest makes that 0700 again whenever any pytest starts,
+    # and the lab's PostgreSQL runs as the `postgres` user, which must reach its directory.
+    root = Path(tempfile.mkdtemp(prefix="runbooks-test-lab-", dir="/var/tmp"))
+    root.chmod(0o711)
     layout = LabLayout(root, PORT_OFFSET, {k: v + PORT_OFFSET for k, v in PORTS.items()})
-    # The postgres user must reach the lab directory under pytest's tmp root.
-    for folder in (root, *root.parents):
-        if folder == Path("/"):
-            break
-        os.chmod(folder, os.stat(folder).st_mode | 0o011)  # noqa: S103 - traverse only
     lab = Lab(layout)
     try:
         lab.up()
-    except LabError as exc:
-        lab.down()
+    except BaseException as exc:  # whatever stopped it, stop what did start
+        with contextlib.suppress(Exception):
+            lab.down()
+        shutil.rmtree(root, ignore_errors=True)
+        if not isinstance(exc, LabError):
+            raise
         if os.environ.get("CI"):
             pytest.fail(f"the lab did not start: {exc}")
         pytest.skip(f"the lab did not start: {exc}")
@@ -94,3 +99,4 @@ def lab(tmp_path_factory, prefect_server) -> Iterator[LabRun]:
             ["pgrep", "-f", str(root)], capture_output=True, text=True, check=False
         ).stdout.split()
         assert not leftover, f"lab processes still running after down: {leftover}"
+        shutil.rmtree(root, ignore_errors=True)
