@@ -298,10 +298,13 @@ class _StepRunner:
         self.logger.debug("step %d/%d %s: %s", position, total, step.id, step.title)
         clock = datetime.now(UTC)
 
-        def fail(message: str, result: Result | None = None, **values: Any) -> str:
+        def fail(
+            message: str, result: Result | None = None, output: str | None = None, **values: Any
+        ) -> str:
             record.status, record.verdict = StepStatus.FAILED.value, message
             record.duration_s = (datetime.now(UTC) - clock).total_seconds()
-            output = result.output() if result else None
+            if output is None and result is not None:
+                output = result.output()
             row.finish(
                 StepStatus.FAILED,
                 error=message,
@@ -341,10 +344,14 @@ class _StepRunner:
         verdict, verify_result = self._verify(step, result)
         record.duration_s = (datetime.now(UTC) - clock).total_seconds()
         output = result.output()
+        if verify_result is not None:
+            # Both outputs are kept: a failed check's own words say why it failed.
+            output = f"{output}\n--- verify ---\n{verify_result.output()}"
         if not verdict.passed:
             return fail(
                 f"verification failed: {verdict.detail}",
                 result,
+                output=output,
                 verify_result=verdict.detail,
                 verify_passed=False,
             )
@@ -359,9 +366,7 @@ class _StepRunner:
             StepStatus.SUCCEEDED,
             attempts=attempts,
             exit_code=result.exit_code,
-            output_tail=output
-            if verify_result is None
-            else f"{output}\n--- verify ---\n{verify_result.output()}",
+            output_tail=output,
             output_truncated=result.truncated,
             verify_result=verdict.detail,
             verify_passed=True,
@@ -370,6 +375,10 @@ class _StepRunner:
         record.status, record.verdict = StepStatus.SUCCEEDED.value, verdict.detail
         record.rollback = rollback_status.value
         self.completed.append(_Completed(position, step, row_id))
+        if step.publish:
+            reporting.publish_step_output(
+                self.runbook, step, result.output(), self.targets.redactor
+            )
         self.progress.step_done(position)
         self.logger.info("step %s succeeded (%s)", step.id, verdict.detail)
         _emit("step_finished", position=position, step=step.id, ok=True, detail=verdict.detail)

@@ -147,3 +147,23 @@ def publish_report(
         )
     except Exception as exc:
         logger.warning("could not create the report artifact: %s", exc)
+
+
+def publish_step_output(
+    runbook: Runbook, step: Any, output: str, redact: Callable[[str], str]
+) -> None:
+    """A step's output as a Markdown artifact (`publish:` in the runbook): reports such as
+    the maintenance runbook's bloat and missing-index report, readable in the Prefect UI."""
+    if not _in_flow_run():
+        return
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        fence = "````"  # longer than any fence the output may hold itself
+        create_markdown_artifact(
+            markdown=redact(f"## {step.title}\n\n{fence}text\n{output.rstrip()}\n{fence}\n"),
+            key=artifact_key(runbook.slug, step.publish),
+            description=f"{runbook.title}: {step.title}",
+        )
+    except Exception as exc:
+        logger.warning("could not publish the output of step %s: %s", step.id, exc)

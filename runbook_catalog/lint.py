@@ -14,6 +14,7 @@ A runbook or note with any problem is not loaded.
   RB009 undeclared parameter used     RB019 invalid parameter default or example
   RB010 parameter declared, not used  RB020 invalid parameter name
                                       RB021 irreversible step declares a rollback
+                                      RB022 published output's key taken
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ def _state_changes_can_be_undone(rb: Runbook) -> Found:
             )
         if step.irreversible and step.rollback is not None:
             yield step.id, "rollback", "an irreversible step cannot declare a rollback", "RB021"
+
+
+RESERVED_ARTIFACT_KEYS = ("report", "progress")  # the engine's own artifacts of every run
+
+
+def _published_keys(rb: Runbook) -> Found:
+    seen: set[str] = set()
+    for step in rb.steps:
+        if step.publish is None:
+            continue
+        if step.publish in RESERVED_ARTIFACT_KEYS:
+            yield step.id, "publish", f"'{step.publish}' is the engine's own artifact", "RB022"
+        elif step.publish in seen:
+            yield step.id, "publish", f"'{step.publish}' is published by an earlier step", "RB022"
+        seen.add(step.publish)
 
 
 def _critical_irreversible_needs_approval(rb: Runbook) -> Found:
@@ -295,6 +311,7 @@ RUNBOOK_RULES: list[RunbookRule] = [
     _every_step_verifies,
     _state_changes_can_be_undone,
     _critical_irreversible_needs_approval,
+    _published_keys,
     _objectives,
     _changelog_matches_version,
     _parameter_names,

@@ -176,6 +176,9 @@ class Step(_Model):
     timeout: Duration = 300
     retries: int = Field(default=0, ge=0, le=5)
     retry_delay: Duration = 10
+    # The step's output (secrets masked) becomes a Markdown artifact of the run under
+    # `<runbook slug>-<publish>`: a report people read in the Prefect UI, not only in a log.
+    publish: Annotated[str, Field(pattern=SLUG_PATTERN)] | None = None
 
     def commands(self) -> list[tuple[str, Command]]:
         """(field, command) for run, verify and rollback, in that order."""

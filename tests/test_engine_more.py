@@ -146,3 +146,43 @@ def test_cancellation_hook_closes_the_row(tmp_path, mirror_env):
         "cancelled: stopped by alice",
     )
     assert steps[0].status == "outcome_unknown"
+
+
+def test_a_published_step_output_is_an_artifact_with_secrets_masked(
+    tmp_path, mirror_env, monkeypatch
+):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    monkeypatch.setenv("PUBLISHED_TOKEN", "s3cr3t-published-value")
+    runbook = secretive()
+    runbook["steps"][0]["publish"] = "token-report"
+    work = tmp_path / "w"
+    work.mkdir()
+    build(tmp_path, runbook)[1](
+        parameters={"dir": str(work), "token": "env:PUBLISHED_TOKEN"}, return_state=True
+    )
+    executions, _ = mirror_rows(mirror_env)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[executions[0].flow_run_id])
+            )
+        )
+    by_key = {a.key: a.data for a in artifacts if a.key}
+    published = by_key["secretive-token-report"]
+    assert published.startswith("## Use the token")
+    assert "token is ********" in published
+    assert "s3cr3t-published-value" not in published
+
+
+def test_a_failed_verification_keeps_what_the_check_said(tmp_path, mirror_env):
+    runbook = ordered()
+    runbook["steps"][0]["verify"] = {"script": 'echo "the disk is not mounted" >&2\nexit 1\n'}
+    work = tmp_path / "w"
+    work.mkdir()
+    build(tmp_path, runbook)[1](parameters={"dir": str(work)}, return_state=True)
+    _, [first, *_] = mirror_rows(mirror_env)
+    assert first.status == "failed" and first.verify_passed is False
+    assert "--- verify ---" in first.output_tail
+    assert "the disk is not mounted" in first.output_tail

@@ -182,6 +182,10 @@ CASES = {
         runbook(steps=[step(irreversible=True)]),
         f"{FILE} > step touch > rollback: an irreversible step cannot declare a rollback [RB021]",
     ),
+    "RB022 published key taken": (
+        runbook(steps=[step(publish="report")]),
+        f"{FILE} > step touch > publish: 'report' is the engine's own artifact [RB022]",
+    ),
 }
 
 
