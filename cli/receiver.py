@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import signal
 import socket
@@ -39,12 +40,20 @@ def receiver(
         int | None,
         typer.Option(min=1, max=65535, help="Port (default: RUNBOOKS_RECEIVER_PORT, 8765)."),
     ] = None,
+    warm_runs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=8,
+            help="Run processes kept imported for alert runs (default: RUNBOOKS_WARM_RUNS, 1).",
+        ),
+    ] = None,
 ) -> None:
     """Run the alert receiver: Alertmanager, Grafana, PagerDuty and signed generic alerts
     start runbook runs on the Prefect server (PREFECT_API_URL). See docs/alerts.md."""
     from prefect.settings import PREFECT_API_URL
 
-    from alerts.server import build_server
+    from services.receiver_process import serve_receiver
 
     settings = context.settings()
     if not PREFECT_API_URL.value():
@@ -56,7 +65,6 @@ def receiver(
     host = host or settings.host
     port = port or settings.receiver_port
     sock = _listen(host, port)
-    server = build_server(settings, host, port)
     configured = {
         "alertmanager": settings.alert_token,
         "pagerduty": settings.pagerduty_secret,
@@ -70,7 +78,12 @@ def receiver(
     # uvicorn stops gracefully on SIGTERM, then raises the signal again: end with status 0
     # (a requested stop), not killed-by-signal. SIGINT still ends as "interrupted" (130).
     signal.signal(signal.SIGTERM, _stopped)
-    server.run(sockets=[sock])
+    warm = settings.warm_runs if warm_runs is None else warm_runs
+    asyncio.run(serve_receiver(settings, host, port, sock, warm, _say))
+
+
+def _say(line: str) -> None:
+    console.print(line, markup=False)
 
 
 def _stopped(_signum: int, _frame: object) -> None:

@@ -32,6 +32,7 @@ def up(
     reconciler, and print the URLs. Ctrl-C stops everything."""
     from services.main_job import MainJob, MainJobError, MainJobOptions
     from services.prefect_server import ServerFailed
+    from services.receiver_process_handle import ReceiverFailed
 
     settings = context.settings()
     options = MainJobOptions(
@@ -70,6 +71,6 @@ def up(
 
     try:
         MainJob(settings, options, say, on_ready=ready).run()
-    except (MainJobError, ServerFailed) as exc:
+    except (MainJobError, ServerFailed, ReceiverFailed) as exc:
         raise context.CommandError(str(exc)) from None
     console.print("stopped")

@@ -27,7 +27,8 @@ from config import PROJECT_ROOT, Settings, load_settings
 
 from .ports import ensure_port_free
 from .prefect_server import PrefectServer, is_healthy
-from .warm_start import WarmStarter
+from .receiver_process_handle import ReceiverProcess
+from .warm_start import RUN_NICENESS
 
 logger = logging.getLogger("runbooks.up")
 
@@ -237,70 +238,38 @@ class MainJob:
             f"{self.settings.runner_poll_seconds:g} s)"
         )
 
-        receiver, starter = None, None
+        receiver = None
         if self.options.receiver:
-            if self.settings.warm_runs:
-                starter = WarmStarter(self.settings.warm_runs)
-                starter.start()
-            receiver = self._build_receiver(starter)
-            endpoints.receiver_url = f"http://{self.options.host}:{self.options.receiver_port}"
+            receiver = ReceiverProcess(self.options.host, self.options.receiver_port)
+            self.say(f"starting the alert receiver on {receiver.url}")
+            await asyncio.to_thread(receiver.start)
+            endpoints.receiver_url = receiver.url
+        # Run processes inherit this process's priority: below the Prefect server and the
+        # receiver, which must answer promptly while runs (and their imports) take the CPU.
+        os.nice(RUN_NICENESS)
 
-        async with asyncio.TaskGroup() as group:
-            runner_task = group.create_task(runner.start())
-            receiver_task = group.create_task(receiver.serve()) if receiver else None
-            reconciler_task = group.create_task(self._reconcile_forever(engine))
-            watcher_task = group.create_task(starter.watch_cancellations()) if starter else None
-            while not runner.started and not runner_task.done():
-                await asyncio.sleep(0.05)
-            if receiver is not None:
-                while not receiver.started and not receiver_task.done():
+        try:
+            async with asyncio.TaskGroup() as group:
+                runner_task = group.create_task(runner.start())
+                reconciler_task = group.create_task(self._reconcile_forever(engine))
+                while not runner.started and not runner_task.done():
                     await asyncio.sleep(0.05)
-            if starter is not None:
-                await self._await_warm(starter)
-            self._install_signal_handlers()
-            if self.on_ready is not None:
-                self.on_ready(endpoints)
-            await self._stop.wait()
+                self._install_signal_handlers()
+                if self.on_ready is not None:
+                    self.on_ready(endpoints)
+                await self._stop.wait()
 
+                if receiver is not None:
+                    self.say("stopping: the alert receiver (its warm runs are cancelled)")
+                    await asyncio.to_thread(receiver.stop)
+                reconciler_task.cancel()
+                self.say("stopping: the runner (runs in flight are cancelled, schedules paused)")
+                with contextlib.suppress(RuntimeError):
+                    await runner.astop()
+        finally:
             if receiver is not None:
-                self.say("stopping: the alert receiver")
-                receiver.should_exit = True
-            reconciler_task.cancel()
-            if starter is not None:
-                watcher_task.cancel()
-                await asyncio.to_thread(starter.stop)
-            self.say("stopping: the runner (runs in flight are cancelled, schedules paused)")
-            with contextlib.suppress(RuntimeError):
-                await runner.astop()
+                await asyncio.to_thread(receiver.stop)
         engine.dispose()
-
-    def _build_receiver(self, starter: WarmStarter | None):
-        from alerts.enqueue import Enqueuer
-        from alerts.server import build_server
-
-        # Alert runs go straight to a warm run process when one is ready; else the runner
-        # finds them at its next poll.
-        def hand_off(run) -> None:
-            how = "a warm run process" if starter.hand_off(run.id) else "the runner's next poll"
-            self.say(f"alert run {run.id} ({run.name}): started by {how}")
-
-        enqueuer = Enqueuer(on_enqueued=hand_off if starter else None)
-        server = build_server(
-            self.settings, self.options.host, self.options.receiver_port, enqueuer=enqueuer
-        )
-        # The main job owns the signals; uvicorn would otherwise re-raise SIGINT at its exit.
-        server.capture_signals = contextlib.nullcontext
-        return server
-
-    async def _await_warm(self, starter: WarmStarter, timeout: float = 60.0) -> None:
-        """Ready means ready: the first alert after the banner starts at once."""
-        started = time.monotonic()
-        while starter.ready_count < starter.size and time.monotonic() - started < timeout:
-            await asyncio.sleep(0.1)
-        self.say(
-            f"{starter.ready_count} warm run process(es) ready "
-            f"({time.monotonic() - started:.1f} s more)"
-        )
 
     def _install_signal_handlers(self) -> None:
         # Installed after the runner started: Runner.start() sets its own SIGTERM handler.

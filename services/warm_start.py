@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -46,6 +47,8 @@ class WarmStarter:
             # Own session: Ctrl-C in the terminal goes to the main job, which cancels runs
             # in order instead of every process dying at once.
             start_new_session=True,
+            # Below the receiver that hands it runs, like every run process of the main job.
+            preexec_fn=_lower_priority,
         )
         with self._lock:
             self._warming.append(process)
@@ -150,6 +153,13 @@ class WarmStarter:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+RUN_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    os.nice(RUN_NICENESS)
 
 
 def _close(process: subprocess.Popen) -> None:
