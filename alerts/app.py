@@ -42,7 +42,9 @@ def create_app(settings: Settings, enqueuer: Enqueuer | None = None) -> FastAPI:
     routes = load_routes(catalog, strict=True)
     engine = make_engine(settings.resolved_database_url)
     enqueuer = enqueuer or Enqueuer()
-    intake = AlertIntake(engine, catalog, routes, enqueuer)
+    intake = AlertIntake(
+        engine, catalog, routes, enqueuer, answer_within=settings.alert_answer_within_seconds
+    )
     limit = settings.alert_max_body_bytes
 
     @asynccontextmanager

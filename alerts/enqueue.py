@@ -90,6 +90,7 @@ class Enqueuer:
         self._client: PrefectClient | None = None
         self._deployment_ids: dict[str, UUID] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._probed: tuple[float, bool] = (float("-inf"), False)  # (when, refused)
 
     @property
     def api_url(self) -> str | None:
@@ -157,6 +158,26 @@ class Enqueuer:
             )
             accepted = result.state is not None and result.state.is_cancelling()
             return accepted, state.name if accepted else f"{state.name} (cancel refused)"
+
+    async def refuses_connections(self) -> bool:
+        """True when nothing listens at the API address: Prefect is down, not merely slow.
+        A refused connection is immediate; a busy server answers late, or not within this."""
+        now = asyncio.get_running_loop().time()
+        if now - self._probed[0] < 1.0:  # one probe a second is plenty, even in a storm
+            return self._probed[1]
+        refused = await self._probe_refused()
+        self._probed = (now, refused)
+        return refused
+
+    async def _probe_refused(self) -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=0.1) as probe:
+                await probe.get(f"{self.api_url.rstrip('/')}/health")
+        except httpx.ConnectError:
+            return True
+        except httpx.HTTPError:
+            return False
+        return False
 
     async def is_reachable(self, timeout: float = 2.0) -> bool:
         if self._client is None:

@@ -54,6 +54,10 @@ logger = logging.getLogger("runbooks.alerts")
 
 REASON_LIMIT = 500
 CONCURRENT_CREATES = 4
+# How long an answer waits for Prefect to create a run before it goes out without the run's
+# id; the creation goes on, and is retried after these delays if Prefect fails meanwhile.
+ANSWER_WITHIN_SECONDS = 0.1
+DETACHED_RETRY_DELAYS = (1, 2, 5, 10, 30, 60, 120)
 STARTED_MEMORY = 10_000
 _PARAMETER_NAME = re.compile(r"parameter (\w+):")
 T = TypeVar("T")
@@ -102,6 +106,7 @@ class AlertIntake:
         enqueuer: Enqueuer,
         *,
         db_threads: int = 8,
+        answer_within: float = ANSWER_WITHIN_SECONDS,
     ):
         self.engine = engine
         self.catalog = catalog
@@ -124,6 +129,11 @@ class AlertIntake:
         # (source, dedup key) -> (event id, flow run id) of the deliveries that started a run
         # here, newest last: a memory of the `triggered` rows this process wrote.
         self._started: dict[tuple[str, str], tuple[int, UUID]] = {}
+        # Runs being created now, by delivery and by (route, alert group): their repeats are
+        # answered from here, not started again, even after the first answer went out.
+        self._starting: dict[tuple[str, str], tuple[int, asyncio.Task[Outcome]]] = {}
+        self._starting_groups: dict[tuple[str, str], tuple[int, asyncio.Task[Outcome]]] = {}
+        self.answer_within = answer_within
 
     async def receive(self, alerts: list[IncomingAlert]) -> list[Outcome]:
         """Store every alert of one delivery, then decide each in turn."""
@@ -177,13 +187,19 @@ class AlertIntake:
             return await self._finish(event_id, AlertAction.REJECTED, str(exc), route=route.name)
         # A repeat of a delivery that started a run here is answered without the lock: in a
         # storm of repeats only the first delivery of each alert waits for its turn.
-        known = self._started.get((alert.source, alert.dedup_key))
+        key, group = (alert.source, alert.dedup_key), (route.name, alert.group_key)
+        known = self._started.get(key)
         if known is not None:
             return await self._duplicate(event_id, route, *known)
-        async with self._group_locks((route.name, alert.group_key)):
-            known = self._started.get((alert.source, alert.dedup_key))
+        if key in self._starting:
+            return await self._duplicate_of_starting(event_id, route, *self._starting[key])
+        async with self._group_locks(group):
+            known = self._started.get(key)
             if known is not None:
                 return await self._duplicate(event_id, route, *known, locked=True)
+            if key in self._starting or group in self._starting_groups:
+                first = self._starting.get(key) or self._starting_groups[group]
+                return await self._duplicate_of_starting(event_id, route, *first)
             async with self._route_locks[route.name]:
                 verdict = await self._db(
                     self._check_firing,
@@ -197,15 +213,65 @@ class AlertIntake:
                 if verdict is not None:
                     return verdict
                 self._reserved[route.name] += 1
-            try:
-                return await self._start_run(event_id, alert, route, parameters)
-            finally:
-                self._reserved[route.name] -= 1
+            answered = asyncio.Event()
+            task = asyncio.create_task(
+                self._start_run(event_id, alert, route, parameters, answered)
+            )
+            self._starting[key] = self._starting_groups[group] = (event_id, task)
+            task.add_done_callback(lambda _: self._started_or_given_up(key, group, route.name))
+            # Wait for Prefect, but not for long: a Prefect server slowed down by the runs it
+            # serves must not slow down the answer. The run's creation goes on without us.
+            done, _ = await asyncio.wait({task}, timeout=self.answer_within)
+            if task not in done and await self.enqueuer.refuses_connections():
+                # Down, not slow: wait for the failure, so the sender hears 503 and retries.
+                done, _ = await asyncio.wait({task})
+            if task in done:
+                return task.result()
+            answered.set()
+            return Outcome(
+                event_id,
+                AlertAction.RECEIVED,
+                f"route {route.name} is starting a {route.runbook} run; Prefect is slow to "
+                "answer, so the run's id will be in this event's row",
+            )
+
+    def _started_or_given_up(self, key: tuple[str, str], group: tuple[str, str], route: str):
+        self._starting.pop(key, None)
+        self._starting_groups.pop(group, None)
+        self._reserved[route] -= 1
+
+    async def _duplicate_of_starting(
+        self, event_id: int, route: AlertRoute, first_event: int, task: asyncio.Task[Outcome]
+    ) -> Outcome:
+        """A repeat of an alert whose run is being created: the same answer if Prefect answers
+        in time, else a deduplication naming the first delivery's event."""
+        await asyncio.wait({task}, timeout=self.answer_within)  # never cancels the task
+        first = task.result() if task.done() and not task.cancelled() else None
+        if first is not None and first.action == AlertAction.TRIGGERED:
+            return await self._duplicate(event_id, route, first_event, first.flow_run_id)
+        if first is not None:  # the first delivery failed to start it: this one may not either
+            return await self._finish(
+                event_id, first.action, first.reason or "", route=route.name,
+                retryable=first.retryable,
+            )  # fmt: skip
+        return await self._finish(
+            event_id,
+            AlertAction.DEDUPLICATED,
+            f"the run of this alert is being started by event {first_event}",
+            route=route.name,
+        )
 
     async def _start_run(
-        self, event_id: int, alert: IncomingAlert, route: AlertRoute, parameters: dict[str, Any]
+        self,
+        event_id: int,
+        alert: IncomingAlert,
+        route: AlertRoute,
+        parameters: dict[str, Any],
+        answered: asyncio.Event,
     ) -> Outcome:
-        """Create the run and record it `triggered` (which the breaker then counts)."""
+        """Create the run and record it `triggered` (which the breaker then counts). Once the
+        sender has its answer, nobody else will retry: a failure that may pass is retried here,
+        with back-off, for a few minutes before the event is recorded `failed`."""
         request = RunRequest(
             runbook=route.runbook,
             parameters=parameters,
@@ -214,18 +280,18 @@ class AlertIntake:
             alert_event_id=event_id,
             dedup_key=alert.dedup_key,
         )
-        try:
-            async with self._creating:
-                flow_run = await self.enqueuer.enqueue(request)
-        except EnqueueError as exc:
-            return await self._finish(
-                event_id,
-                AlertAction.FAILED,
-                exc.reason,
-                route=route.name,
-                retryable=exc.retryable,
-                locked=True,
-            )
+        delays = iter(DETACHED_RETRY_DELAYS)
+        while True:
+            try:
+                async with self._creating:
+                    flow_run = await self.enqueuer.enqueue(request)
+                break
+            except EnqueueError as exc:
+                delay = next(delays, None) if answered.is_set() and exc.retryable else None
+                if delay is None:
+                    return await self._give_up(event_id, route, exc)
+                logger.warning("alert event %s: %s; retrying in %s s", event_id, exc, delay)
+                await asyncio.sleep(delay)
         self._remember(alert, event_id, flow_run.id)
         return await self._finish(
             event_id,
@@ -233,6 +299,16 @@ class AlertIntake:
             f"route {route.name} started {route.runbook} run {flow_run.name}",
             route=route.name,
             flow_run_id=flow_run.id,
+            locked=True,
+        )
+
+    async def _give_up(self, event_id: int, route: AlertRoute, exc: EnqueueError) -> Outcome:
+        return await self._finish(
+            event_id,
+            AlertAction.FAILED,
+            exc.reason,
+            route=route.name,
+            retryable=exc.retryable,
             locked=True,
         )
 

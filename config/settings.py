@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     pagerduty_secret: SecretStr | None = None
     alert_hmac_secret: SecretStr | None = None
     alert_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # How long an answer waits for Prefect to create an alert's run before it goes out
+    # without the run's id (the run is still created, and retried if Prefect fails meanwhile).
+    alert_answer_within_seconds: float = Field(default=0.1, ge=0, le=30)
     # Apprise URLs (space or comma separated) told about failures, rollbacks and approvals.
     notify_urls: str | None = None
     # The main job (`runbooks up`): everything listens on this host.

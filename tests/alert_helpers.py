@@ -193,8 +193,12 @@ def make_settings(
     pagerduty_secret: str | None = PAGERDUTY_SECRET,
     hmac_secret: str | None = HMAC_SECRET,
     max_body: int = 1_048_576,
+    answer_within: float = 30.0,
 ) -> Settings:
+    # By default answers wait for Prefect (a test knows each answer's action); the main job's
+    # short wait has its own test (test_alert_storm.py).
     return Settings(
+        alert_answer_within_seconds=answer_within,
         catalog=catalog,
         database_url=database_url,
         alert_token=SecretStr(token) if token else None,

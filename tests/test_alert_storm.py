@@ -83,6 +83,33 @@ def test_storm_of_repeated_deliveries_starts_exactly_one_run_per_alert(
     )
 
 
+def test_answers_do_not_wait_for_a_slow_prefect_and_the_runs_still_start_once(
+    start_receiver, sqlite_url
+):
+    """The main job's receiver answers within `alert_answer_within_seconds` (0 here: never
+    waits) while Prefect creates the run: repeats meanwhile are deduplicated against the
+    delivery that is starting it, and each alert still gets exactly one run."""
+    receiver = start_receiver(sqlite_url, answer_within=0.0)
+    alerts = [am_alert(service="webapp", host=f"app{i}.example.com") for i in range(ALERTS)]
+    payloads = [alertmanager_payload(a) for a in alerts for _ in range(10)]
+    random.Random(11).shuffle(payloads)
+
+    results = asyncio.run(_send_all(receiver.url, payloads))
+    assert {r.status_code for r, _ in results} == {200}
+    actions = Counter(r.json()["alerts"][0]["action"] for r, _ in results)
+    assert set(actions) <= {"received", "triggered", "deduplicated"}
+    assert actions["received"] + actions["triggered"] == ALERTS, actions
+
+    deadline = time.monotonic() + 60  # the creations go on after the answers
+    while Counter(r.action for r in receiver.rows())["triggered"] < ALERTS:
+        assert time.monotonic() < deadline, Counter(r.action for r in receiver.rows())
+        time.sleep(0.2)
+    rows = receiver.rows()
+    assert Counter(r.action for r in rows) == {"triggered": ALERTS, "deduplicated": 9 * ALERTS}
+    assert receiver.runs() == ALERTS
+    assert len({r.flow_run_id for r in rows if r.action == "triggered"}) == ALERTS
+
+
 def test_one_alert_is_answered_well_under_a_second(start_receiver):
     receiver = start_receiver()
     timings: dict[str, list[float]] = {"triggered": [], "deduplicated": [], "ignored": []}
