@@ -169,7 +169,6 @@ def test_up_serves_the_catalog_runs_ui_runs_and_stops_and_restarts_cleanly(tmp_p
 def started_run(mirror: str, answer: dict) -> str:
     """The flow run an alert started. The receiver answers within 0.1 s: with the run's id
     when Prefect was quick ("triggered"), else before it ("received"); the row has it then."""
-    from sqlalchemy import select
 
     from db.engine import make_engine, session_scope
     from db.models import AlertEvent
