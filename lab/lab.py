@@ -7,14 +7,17 @@ from collections.abc import Callable, Iterable
 
 import yaml
 
+from .app import AppLab
 from .layout import LabLayout
 from .packages import ensure_programs
+from .patroni import PatroniLab
 from .postgres import PostgresLab, require_postgres_user
 from .processes import LabError
 from .service import LabService
 from .sshd import SSHDLab
+from .tls import TLSLab
 
-SERVICES: tuple[type[LabService], ...] = (PostgresLab, SSHDLab)
+SERVICES: tuple[type[LabService], ...] = (PostgresLab, SSHDLab, PatroniLab, AppLab, TLSLab)
 
 
 class Lab:
@@ -62,9 +65,13 @@ class Lab:
 
     def write_inventory(self) -> None:
         targets: dict = {}
+        runbooks: dict = {}
         for service in self.services:
             targets.update(service.inventory())
+            for slug, overrides in service.runbook_targets().items():
+                runbooks.setdefault(slug, {}).update(overrides)
+        inventory = {"targets": targets, **({"runbooks": runbooks} if runbooks else {})}
         self.layout.inventory_path.write_text(
             "# Written by `runbooks lab up`: every runbook target points at the lab.\n"
-            + yaml.safe_dump({"targets": targets}, sort_keys=True)
+            + yaml.safe_dump(inventory, sort_keys=True)
         )

@@ -29,8 +29,11 @@ PORTS = {
     "patroni_rest_2": 18002,
     "patroni_pg_1": 55441,
     "patroni_pg_2": 55442,
+    "patroni_endpoint": 55440,
     "app": 8081,
     "app_canary": 8181,
+    "app_ssh": 2223,  # the app host's own sshd (lab/app.py)
+    "app_public": 8543,  # the shop's public HTTPS entry, nginx in front of webapp
 }
 
 

@@ -21,9 +21,16 @@ PROVIDERS = {
     "certbot": "certbot",
     "openssl": "openssl",
     "patroni": "patroni",
+    "patronictl": "patroni",
+    "haproxy": "haproxy",
     "etcd": "etcd-server",
     "etcdctl": "etcd-client",
     "supervisord": "supervisor",
+    "supervisorctl": "supervisor",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "curl": "curl",
+    "/usr/bin/python3": "python3",
 }
 
 

@@ -30,3 +30,8 @@ class LabService(ABC):
     def inventory(self) -> dict[str, Any]:
         """Targets for the lab inventory (`targets:` entries), by target name."""
         return {}
+
+    def runbook_targets(self) -> dict[str, dict[str, str]]:
+        """Per-runbook overrides for the inventory's `runbooks:` section: runbook slug ->
+        {its target name: the inventory entry to use instead}."""
+        return {}

@@ -115,7 +115,9 @@ def catalog_copy(tmp_path: Path) -> Path:
     return target
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+):
     """The real console script in a subprocess: exit code, stdout and stderr as a person sees them."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOKS_")}
     full_env.update(env or {})
@@ -126,7 +128,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         text=True,
         env=full_env,
         cwd=cwd or PROJECT_ROOT,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 

@@ -61,7 +61,8 @@ class LabRun:
             args += ["-p", param]
         if approve:
             args.append("--approve")
-        result = run_cli(*args, env=self.env(**env))
+        # Runbooks may take minutes by design (application-crash waits 90 s for stability).
+        result = run_cli(*args, env=self.env(**env), timeout=900)
         executions, steps = mirror_rows(self.env()["RUNBOOKS_DATABASE_URL"])
         execution = executions[-1] if len(executions) > self.runs else None
         self.runs = len(executions)

@@ -273,8 +273,11 @@ def test_check_names_the_runbook_that_changed(catalog_copy, cli_in_process):
     env = {"RUNBOOKS_CATALOG": str(catalog_copy)}
     path = catalog_copy / "runbooks" / "routine-database-maintenance.yaml"
     data = yaml.safe_load(path.read_text())
-    data["version"] = "1.1"
-    data["changelog"].insert(0, {"version": "1.1", "date": "2026-12-05", "changes": ["x"]})
+    major, minor = data["version"].split(".")
+    data["version"] = f"{major}.{int(minor) + 1}"  # a new version, whatever the current one
+    data["changelog"].insert(
+        0, {"version": data["version"], "date": "2026-12-05", "changes": ["x"]}
+    )
     data["schedules"][0]["cron"] = "30 3 * * 0"
     path.write_text(yaml.safe_dump(data))
 
