@@ -9,7 +9,6 @@ PREFECT_UI_API_URL) set to the address really served it points at port 4200 and 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from .child_process import stop_child
 
 
 class ServerFailed(Exception):
@@ -109,16 +110,7 @@ class PrefectServer:
 
     def stop(self, timeout: float = 20.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-        except ProcessLookupError:
-            pass
+        stop_child(process, timeout, whole_group=True)
 
 
 def is_healthy(api_url: str, timeout: float = 2.0) -> bool:

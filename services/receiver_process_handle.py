@@ -4,14 +4,14 @@ SIGTERM (it cancels the runs its warm processes started, as the runner does with
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from .child_process import stop_child
 
 
 class ReceiverFailed(Exception):
@@ -54,14 +54,6 @@ class ReceiverProcess:
             return False
 
     def stop(self, timeout: float = 30.0) -> None:
+        # The receiver alone: it cancels the runs of its warm processes itself, in order.
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.kill(process.pid, signal.SIGTERM)
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-        except ProcessLookupError:
-            pass
+        stop_child(process, timeout, whole_group=False)

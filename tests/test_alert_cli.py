@@ -69,10 +69,13 @@ def test_receiver_migrates_the_mirror_serves_alerts_and_stops_on_sigterm(tmp_pat
             "RUNBOOKS_DATABASE_URL": f"sqlite:///{mirror}",
             "RUNBOOKS_CATALOG": str(catalog),
             "RUNBOOKS_ALERT_TOKEN": TOKEN,
+            # The answer waits for the run (this test reads its action); no warm process
+            # takes the run either, nothing serves this deployment.
+            "RUNBOOKS_ALERT_ANSWER_WITHIN_SECONDS": "30",
         }
     )
     process = subprocess.Popen(
-        [str(RUNBOOKS_BIN), "receiver", "--port", str(port)],
+        [str(RUNBOOKS_BIN), "receiver", "--port", str(port), "--warm-runs", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
