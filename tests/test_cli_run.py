@@ -67,7 +67,7 @@ def test_run_streams_progress_and_exits_zero(tmp_path, env):
         (execution_id, "cli", "succeeded")
     ]
     detail = run_cli("history", "--execution", execution_id[:8], env=env)
-    assert "3. s3: succeeded (exit 0, 1 attempt(s), rollback pending)" in detail.stdout
+    assert "3. s3: succeeded (exit 0, 1 attempt(s), rollback not_needed)" in detail.stdout
 
 
 def test_failed_run_exits_one_and_counts_in_stats(tmp_path, env):
