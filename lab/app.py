@@ -126,8 +126,7 @@ class AppLab(LabService):
     @property
     def nginx_log_link(self) -> Path:
         """/var/log/nginx/runbooks-lab-<hash>: the front's logs, under the runbooks' log base."""
-        digest = hashlib.sha256(str(self.layout.root).encode()).hexdigest()[:10]
-        return NGINX_LOG_BASE / f"runbooks-lab-{digest}"
+        return NGINX_LOG_BASE / self.layout.link_name
 
     @property
     def port(self) -> int:

@@ -3,6 +3,7 @@ inventory and the tests agree."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,13 @@ class LabLayout:
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
+
+    @property
+    def link_name(self) -> str:
+        """`runbooks-lab-<hash of the lab root>`: the name of the links a lab puts under a
+        system base (/etc/nginx, /etc/patroni, ...) into its own directory, one per lab."""
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:10]
+        return f"runbooks-lab-{digest}"
 
     @property
     def run_dir(self) -> Path:  # pid files

@@ -10,7 +10,6 @@ outside it is a symlink under /etc/patroni (the runbook's `patroni_config` base)
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -56,8 +55,7 @@ class PatroniLab(LabService):
     @property
     def config_link(self) -> Path:
         """/etc/patroni/runbooks-lab-<hash of the lab root> -> <lab>/patroni."""
-        tag = hashlib.sha256(str(self.layout.root).encode()).hexdigest()[:10]
-        return CONFIG_BASE / f"runbooks-lab-{tag}"
+        return CONFIG_BASE / self.layout.link_name
 
     @property
     def ctl_config(self) -> Path:

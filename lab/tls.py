@@ -15,7 +15,6 @@ the links; `runbook_parameters()` gives the values that reach them."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -70,8 +69,7 @@ class TLSLab(LabService):
 
     @property
     def link_name(self) -> str:
-        digest = hashlib.sha256(str(self.layout.root).encode()).hexdigest()[:10]
-        return f"runbooks-lab-{digest}"
+        return self.layout.link_name
 
     @property
     def ca_pem(self) -> Path:
