@@ -119,7 +119,7 @@ class MainJob:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def run(self) -> None:
-        """Blocks until stopped (Ctrl-C, SIGTERM or `request_stop`)."""
+        """Blocks until stopped (Ctrl-C or SIGTERM)."""
         self._check_ports()
         _anchor_paths()
         self.settings = load_settings()  # again, with the anchored paths
@@ -135,11 +135,6 @@ class MainJob:
             if self.server is not None:
                 self.say("stopping the Prefect server")
                 self.server.stop()
-
-    def request_stop(self) -> None:
-        """Thread-safe: ask a running main job to shut down (what Ctrl-C does)."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
 
     # ---- start-up pieces ----------------------------------------------------------------
 
