@@ -14,7 +14,6 @@ the links; `runbook_parameters()` gives the values that reach them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -29,6 +28,7 @@ from typing import ClassVar
 from cryptography import x509
 
 from .layout import HOST
+from .links import link_into, unlink_from
 from .processes import (
     LabError,
     ensure_port_free,
@@ -45,8 +45,6 @@ DOMAIN = "lab.test"
 EXPIRING_DAYS = 5  # inside the runbook's default renewal window of 30 days
 # Processes in start order; down() stops them in reverse.
 DAEMONS = ("pebble-challtestsrv", "pebble", "nginx")
-# In a runbook path base (/var/lib/letsencrypt, ...) that did not exist: a lab created it.
-BASE_MARKER = ".created-by-runbooks-lab"
 
 
 class TLSLab(LabService):
@@ -374,28 +372,10 @@ class TLSLab(LabService):
         )  # fmt: skip
 
     def _link(self) -> None:
-        """`<base>/runbooks-lab-<hash>` -> the lab directory, for each runbook path base. A
-        missing base is created with a marker file, so the last lab to leave removes it."""
+        """`<base>/runbooks-lab-<hash>` -> the lab directory, for each runbook path base."""
         for base, target in self.LINKED.items():
-            base_dir = Path(base)
-            try:
-                base_dir.mkdir()
-                (base_dir / BASE_MARKER).touch()
-            except FileExistsError:
-                pass  # the system's own, or another lab's
-            link = base_dir / self.link_name
-            if link.is_symlink():
-                link.unlink()
-            link.symlink_to(self.root / target)
+            link_into(Path(base), self.link_name, self.root / target)
 
     def _unlink(self) -> None:
         for base in self.LINKED:
-            base_dir = Path(base)
-            link = base_dir / self.link_name
-            if link.is_symlink():
-                link.unlink()
-            # A base a lab created goes once no lab links into it any more.
-            with contextlib.suppress(OSError):  # another lab just came or went
-                if [p.name for p in base_dir.iterdir()] == [BASE_MARKER]:
-                    (base_dir / BASE_MARKER).unlink()
-                    base_dir.rmdir()
+            unlink_from(Path(base), self.link_name)
