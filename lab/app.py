@@ -16,8 +16,11 @@ namespace ends with its last process.
 In front, as on the platform, nginx terminates TLS for the public host name (PUBLIC_HOST) and
 proxies to webapp; its combined-format access log is what the runbooks' `web` target reads,
 through /var/log/nginx/runbooks-lab-<hash of the lab root> (a symlink into the lab that up()
-creates and down() removes). A runner finds the public host through `CURL_HOME=runner_curl_home`
-(a .curlrc with `connect-to` and the lab's CA), in place of public DNS and a public CA.
+creates and down() removes). While the flag file /etc/nginx/runbooks-lab-<hash>-shop/
+maintenance.flag exists it answers 503 with a maintenance page (full-database-recovery's
+maintenance mode; the lab's `web` target for that runbook is this host). A runner, and a
+command on this host, finds the public host through `CURL_HOME=runner_curl_home` (a .curlrc
+with `connect-to` and the lab's CA), in place of public DNS and a public CA.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import HOST
+from .links import link_into, unlink_from
 from .processes import (
     LabError,
     ensure_port_free,
@@ -53,6 +57,8 @@ PYTHON = "/usr/bin/python3"  # the host's Python, as on a real Debian app host
 FIRST_RELEASE = "lab-v1"
 PUBLIC_HOST = "shop.lab.test"
 NGINX_LOG_BASE = Path("/var/log/nginx")
+NGINX_CONF_BASE = Path("/etc/nginx")
+MAINTENANCE_FLAG = "maintenance.flag"
 # The newest schema revision among the demo app's migrations.
 MIGRATIONS = DEMO_APP / "migrations" / "versions"
 LATEST_SCHEMA = max(p.name.split("_", 1)[0] for p in MIGRATIONS.glob("0*.py"))
@@ -129,6 +135,19 @@ class AppLab(LabService):
         return NGINX_LOG_BASE / self.layout.link_name
 
     @property
+    def front_link_name(self) -> str:
+        """/etc/nginx/<this> -> the front's directory, where its maintenance flag goes."""
+        return f"{self.layout.link_name}-shop"
+
+    @property
+    def maintenance_flag(self) -> Path:
+        return self.front / MAINTENANCE_FLAG
+
+    def maintenance_flag_parameter(self) -> str:
+        """full-database-recovery's `maintenance_flag` (relative to /etc/nginx) for this lab."""
+        return f"maintenance_flag={self.front_link_name}/{MAINTENANCE_FLAG}"
+
+    @property
     def port(self) -> int:
         return self.layout.port("app")
 
@@ -183,6 +202,7 @@ class AppLab(LabService):
         stop_daemon(self.layout, "app-front")
         if self.nginx_log_link.is_symlink():
             self.nginx_log_link.unlink()
+        unlink_from(NGINX_CONF_BASE, self.front_link_name)
         stop_daemon(self.layout, "app-sshd")
         pid = running_pid(self.layout, "app-supervisord")
         if pid is not None:
@@ -219,6 +239,10 @@ class AppLab(LabService):
                 "known_hosts": str(self.ssh_dir / "known_hosts"),
             }
         }
+
+    def runbook_targets(self) -> dict[str, dict[str, str]]:
+        # The shop's nginx (the runbook's `web` host) is reached from this host in the lab.
+        return {"full-database-recovery": {"web": "app"}}
 
     # ---- on the app host ----------------------------------------------------------------
 
@@ -482,6 +506,8 @@ class AppLab(LabService):
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             "MaxSessions 50\nMaxStartups 50:30:100\n"
+            # curl on this host reaches the public name at the lab's nginx, as on the platform
+            f"SetEnv CURL_HOME={self.runner_curl_home}\n"
         )
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation, as root
         run([SSHD, "-t", "-f", str(config)], "sshd -t")
@@ -518,9 +544,19 @@ class AppLab(LabService):
             f"    server_name {PUBLIC_HOST};\n"
             f"    ssl_certificate {front / 'tls' / 'shop.pem'};\n"
             f"    ssl_certificate_key {front / 'tls' / 'shop.key'};\n"
-            f"    location / {{\n      proxy_pass http://{HOST}:{self.port};\n"
+            # Maintenance mode: the flag's presence is tested on every request, no reload.
+            "    error_page 503 /maintenance.html;\n"
+            f"    location = /maintenance.html {{\n      root {front / 'html'};\n"
+            "      internal;\n    }\n"
+            f"    location / {{\n      if (-f {self.maintenance_flag}) {{\n"
+            "        return 503;\n      }\n"
+            f"      proxy_pass http://{HOST}:{self.port};\n"
             "      proxy_set_header Host $host;\n"
             "      proxy_set_header X-Forwarded-For $remote_addr;\n    }\n  }\n}\n"
+        )
+        (front / "html").mkdir(exist_ok=True)
+        (front / "html" / "maintenance.html").write_text(
+            "<!doctype html><title>Maintenance</title><h1>Back soon</h1>\n"
         )
         error_log = str(front / "logs" / "error.log")
         run(["nginx", "-t", "-q", "-c", str(conf), "-e", error_log], "nginx -t (the shop's nginx)")
@@ -528,6 +564,7 @@ class AppLab(LabService):
         wait_for_port(self.public_port, "the shop's nginx", log=front / "logs" / "error.log")
         if not self.nginx_log_link.is_symlink():
             self.nginx_log_link.symlink_to(front / "logs")
+        link_into(NGINX_CONF_BASE, self.front_link_name, front)
         self.runner_curl_home.mkdir(exist_ok=True)
         (self.runner_curl_home / ".curlrc").write_text(
             "# The lab's public host name, for runners (CURL_HOME=this directory).\n"

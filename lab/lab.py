@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 import yaml
 
 from .app import AppLab
+from .backups import BackupsLab
 from .layout import LabLayout
 from .packages import ensure_programs
 from .patroni import PatroniLab
@@ -17,7 +18,10 @@ from .service import LabService
 from .sshd import SSHDLab
 from .tls import TLSLab
 
-SERVICES: tuple[type[LabService], ...] = (PostgresLab, SSHDLab, PatroniLab, AppLab, TLSLab)
+# The backup store before Patroni, whose primary archives WAL into it.
+SERVICES: tuple[type[LabService], ...] = (
+    PostgresLab, SSHDLab, BackupsLab, PatroniLab, AppLab, TLSLab,
+)  # fmt: skip
 
 
 class Lab:

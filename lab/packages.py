@@ -31,6 +31,11 @@ PROVIDERS = {
     "nsenter": "util-linux",
     "curl": "curl",
     "/usr/bin/python3": "python3",
+    "/usr/lib/postgresql/15/bin/pg_basebackup": "postgresql-15",
+    "gpg": "gnupg",
+    "tar": "tar",
+    "sha256sum": "coreutils",
+    "nft": "nftables",
 }
 
 

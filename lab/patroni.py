@@ -1,10 +1,13 @@
 """The lab's Patroni cluster: etcd as the DCS, two Patroni-managed PostgreSQL 15 nodes and
 HAProxy as the application's endpoint that routes to whichever node is the leader (Patroni's
-REST `GET /primary` health check), LAB-NOTES.md section 4. database-outage runs against it.
+REST `GET /primary` health check), LAB-NOTES.md section 4. database-outage and
+full-database-recovery run against it: its database `app` holds a small copy of the demo
+multi-tenant data, and its primary archives WAL into the lab's backup store (lab/backups.py).
 
 Patroni and PostgreSQL run as the `postgres` user (setpriv execs, so the recorded pid is
-patroni's own); etcd and HAProxy run as root. Everything lives in <lab>/patroni; the one path
-outside it is a symlink under /etc/patroni (the runbook's `patroni_config` base) pointing at it.
+patroni's own); etcd and HAProxy run as root. Everything lives in <lab>/patroni; the paths
+outside it are links to it under the runbooks' bases /etc/patroni (`patroni_config`) and
+/var/lib/postgresql (`data_dir`, `staging_dir`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from typing import Any
 
 import yaml
 
+from .backups import BackupsLab
 from .layout import HOST
-from .postgres import PG_BIN, chown_postgres
+from .links import link_into, unlink_from
+from .postgres import DEMO_SQL, PG_BIN, chown_postgres
 from .processes import (
     LabError,
     ensure_port_free,
@@ -39,9 +44,12 @@ SCOPE = "lab"  # the cluster name (`scope`), the runbook's `cluster` parameter
 MEMBERS = ("node1", "node2")
 DATABASE = "app"
 CONFIG_BASE = Path("/etc/patroni")
-# The runbook's target `db` is the application's endpoint; in the lab that is HAProxy.
-RUNBOOK = "database-outage"
+DATA_BASE = Path("/var/lib/postgresql")
+# The runbooks' target `db` is the application's endpoint; in the lab that is HAProxy.
+RUNBOOKS = ("database-outage", "full-database-recovery")
 TARGET = "patroni_db"
+# Small: enough rows for the recovery's integrity checks, quick to back up and restore.
+DEMO_SIZE = {"customers_per_tenant": 40, "items_per_tenant": 20, "orders_per_customer": 2}
 
 
 class PatroniLab(LabService):
@@ -56,6 +64,12 @@ class PatroniLab(LabService):
     def config_link(self) -> Path:
         """/etc/patroni/runbooks-lab-<hash of the lab root> -> <lab>/patroni."""
         return CONFIG_BASE / self.layout.link_name
+
+    @property
+    def data_link(self) -> Path:
+        """/var/lib/postgresql/runbooks-lab-<hash> -> <lab>/patroni: the members' data
+        directories as `data_dir=<link name>/<member>`."""
+        return DATA_BASE / self.layout.link_name
 
     @property
     def ctl_config(self) -> Path:
@@ -84,7 +98,8 @@ class PatroniLab(LabService):
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_configs()
         chown_postgres(self.root)
-        self._link_config()
+        link_into(CONFIG_BASE, self.layout.link_name, self.root)
+        link_into(DATA_BASE, self.layout.link_name, self.root)
         self._start_etcd()
         for member in MEMBERS:
             self._start_patroni(member)
@@ -93,6 +108,7 @@ class PatroniLab(LabService):
         exists = f"SELECT count(*) FROM pg_database WHERE datname = '{DATABASE}'"  # noqa: S608 - a constant
         if self.psql(exists, database="postgres") == "0":
             self.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+            self._load_demo()
             self.wait_healthy()  # the replica has the new database before anyone uses it
 
     def down(self) -> None:
@@ -102,8 +118,8 @@ class PatroniLab(LabService):
             stop_daemon(self.layout, f"patroni-{member}", timeout=90)
             self._stop_orphaned_postgres(member)
         stop_daemon(self.layout, "patroni-etcd")
-        if self.config_link.is_symlink():
-            self.config_link.unlink()
+        unlink_from(CONFIG_BASE, self.layout.link_name)
+        unlink_from(DATA_BASE, self.layout.link_name)
 
     def status(self) -> tuple[bool, str]:
         members = self.members()
@@ -124,7 +140,7 @@ class PatroniLab(LabService):
 
     def runbook_targets(self) -> dict[str, dict[str, str]]:
         # `db` is the lab's plain PostgreSQL for the other runbooks; here it is the cluster.
-        return {RUNBOOK: {"db": TARGET}}
+        return {slug: {"db": TARGET} for slug in RUNBOOKS}
 
     # ---- what tests and operators ask ---------------------------------------------------
 
@@ -209,7 +225,18 @@ class PatroniLab(LabService):
             )
         return False
 
+    def _load_demo(self) -> None:
+        variables = [arg for k, v in DEMO_SIZE.items() for arg in ("-v", f"{k}={v}")]
+        run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *variables, "-d", self.url(),
+             "-f", str(DEMO_SQL)],
+            "loading the demo data (Patroni cluster)",
+        )  # fmt: skip
+        # full-database-recovery runs pg_amcheck when the extension is there.
+        self.psql("CREATE EXTENSION IF NOT EXISTS amcheck")
+
     def _write_configs(self) -> None:
+        wal = BackupsLab(self.layout).wal_dir
         etcd = {"hosts": f"{HOST}:{self.layout.port('etcd_client')}"}
         (self.root / "patronictl.yml").write_text(
             yaml.safe_dump({"scope": SCOPE, "etcd3": etcd}, sort_keys=False)
@@ -255,6 +282,9 @@ class PatroniLab(LabService):
                     "parameters": {
                         "unix_socket_directories": str(self.root / f"sock-{member}"),
                         "fsync": "off",  # a lab: speed over durability
+                        # Whichever member leads archives; a replica does not (mode `on`).
+                        "archive_mode": "on",
+                        "archive_command": f"test ! -f {wal}/%f && cp %p {wal}/%f",
                     },
                     # Loopback only, trusted like the lab's other PostgreSQL: the inventory
                     # then needs no secret.
@@ -267,14 +297,6 @@ class PatroniLab(LabService):
             }
             (self.root / f"{member}.yml").write_text(yaml.safe_dump(config, sort_keys=False))
             (self.root / f"sock-{member}").mkdir(exist_ok=True)
-
-    def _link_config(self) -> None:
-        CONFIG_BASE.mkdir(exist_ok=True)
-        if self.config_link.is_symlink() and self.config_link.resolve() == self.root.resolve():
-            return
-        if self.config_link.exists() or self.config_link.is_symlink():
-            raise LabError(f"{self.config_link} exists and is not this lab's link; remove it")
-        self.config_link.symlink_to(self.root)
 
     def _start_etcd(self) -> None:
         name = "patroni-etcd"
