@@ -22,6 +22,11 @@ DEMO_SQL = Path(__file__).with_name("demo_data.sql")
 DATABASE = "app"
 # Sized so the maintenance and slow-query runbooks find something: 10 000 orders.
 DEMO_SIZE = {"customers_per_tenant": 400, "items_per_tenant": 100, "orders_per_customer": 5}
+# The one role that must give its password (SCRAM-SHA-256) even on loopback, where everyone
+# else is trusted: the role security-breach locks and rotates, so a test can show that the old
+# password fails and the new one works. The tests create and drop the role itself.
+SCRAM_ROLE = "reporting_ro"
+SCRAM_HBA = f"local all {SCRAM_ROLE} scram-sha-256\nhost all {SCRAM_ROLE} {HOST}/32 scram-sha-256\n"
 
 
 def as_postgres(*argv: str | Path) -> list[str]:
@@ -80,6 +85,7 @@ class PostgresLab(LabService):
         if not (self.primary_dir / "PG_VERSION").exists():
             self._initdb()
         self._start(self.primary_dir, self.port, "primary")
+        self._require_scram_role()
         if not self._database_exists():
             self._load_demo()
         if not (self.replica_dir / "PG_VERSION").exists():
@@ -158,10 +164,19 @@ class PostgresLab(LabService):
             conf.write("\n# runbooks lab\n")
             conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
         (self.primary_dir / "pg_hba.conf").write_text(
-            "local all all trust\n"
+            SCRAM_HBA + "local all all trust\n"
             f"host all all {HOST}/32 trust\n"
             f"host replication all {HOST}/32 trust\n"
         )
+
+    def _require_scram_role(self) -> None:
+        """A lab made before SCRAM_ROLE existed gets its pg_hba lines (first: the first
+        matching line decides) and a configuration reload."""
+        hba = self.primary_dir / "pg_hba.conf"
+        if hba.read_text().startswith(SCRAM_HBA):
+            return
+        hba.write_text(SCRAM_HBA + hba.read_text())
+        self.psql("SELECT pg_reload_conf()", "postgres")
 
     def _start(self, data: Path, port: int, what: str) -> None:
         if port_open(port):

@@ -26,7 +26,8 @@ SSH_TARGETS = ("app", "web", "db_host")
 
 class SSHDLab(LabService):
     name = "sshd"
-    programs = (SSHD, "ssh-keygen")
+    # nft: security-breach blocks the attacker on the `web` host, which is this machine.
+    programs = (SSHD, "ssh-keygen", "nft")
 
     @property
     def root(self) -> Path:
