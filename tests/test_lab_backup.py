@@ -3,6 +3,7 @@ exists, its checksum matches, and it restores into a scratch database with the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -24,12 +25,18 @@ COUNT_TABLES = (
 
 @pytest.fixture
 def backup_dirs():
-    """Unique directories under the runbook's path bases, removed afterwards."""
+    """Unique directories under the runbook's path bases, removed afterwards, and a base the
+    runbook had to create goes too once empty."""
     name = f"rb-lab-{uuid.uuid4().hex[:8]}"
     dirs = (Path("/var/backups/postgres") / name, Path("/mnt/offsite") / name)
+    # /var/backups/postgres, /mnt/offsite and their parents, where they do not exist yet
+    new_bases = [p for folder in dirs for p in folder.parents if not p.exists()]
     yield dirs
     for folder in dirs:
         shutil.rmtree(folder, ignore_errors=True)
+    for base in new_bases:  # deepest first, as parents lists them
+        with contextlib.suppress(OSError):  # not empty: someone else's now
+            base.rmdir()
 
 
 def test_backup_is_verified_restorable_and_copied_offsite(lab, backup_dirs):
