@@ -15,6 +15,7 @@ from runbook_catalog.loader import Catalog, Document
 from runbook_catalog.markdown import runbook_markdown
 
 from .execution import RunRequest, execute_runbook
+from .heap import freeze_startup_heap
 from .hooks import HOOKS
 
 Trigger = Literal["ui", "schedule", "alert", "cli", "api"]
@@ -48,6 +49,7 @@ def build_flow(document: Document) -> Flow:
         triggered_by: str | None = None,
         alert_event_id: int | None = None,
     ) -> dict:
+        freeze_startup_heap()
         context = FlowRunContext.get()
         outcome = execute_runbook(
             RunRequest(

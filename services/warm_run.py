@@ -62,8 +62,10 @@ def main() -> int:
     from prefect.engine import handle_engine_signals
     from prefect.flow_engine import run_flow
 
+    from flows.heap import freeze_startup_heap
     from flows.runbooks import FLOWS
 
+    freeze_startup_heap(collect_first=True)  # while idle, not during the run
     print("ready", flush=True)
     line = sys.stdin.readline()
     if not line.strip():
