@@ -56,6 +56,8 @@ def cluster(lab):
     patroni.wait_healthy(timeout=180)
     for kept in [*patroni.root.glob("node*.broken-*"), *patroni.root.glob("node*.restored-*")]:
         shutil.rmtree(kept)
+    for log in patroni.root.glob("node*.rollback-*.log"):  # the rollback's server log
+        log.unlink()
     shutil.rmtree(patroni.root / "restore", ignore_errors=True)
 
 
