@@ -364,6 +364,10 @@ def test_slow_queries_are_listed_and_the_slowest_is_explained(lab):
     postgres.psql("SELECT pg_stat_statements_reset()")
     for _ in range(3):
         postgres.psql(slow_query)
+    # Slower still, but its normalized text (`interval $2`) cannot be prepared: reported,
+    # and the next slowest is explained instead.
+    odd_tag = f"oddtag_{uuid.uuid4().hex[:8]}"
+    postgres.psql(f"SELECT pg_sleep(1.5), now() - interval '1 day' AS {odd_tag}")
     # And one statement still running while the runbook looks.
     sleeper_tag = f"sleeper_{uuid.uuid4().hex[:8]}"
     sleeper = subprocess.Popen(
@@ -400,12 +404,16 @@ def test_slow_queries_are_listed_and_the_slowest_is_explained(lab):
     assert f"pg_sleep(600) AS {sleeper_tag}" in step_output(steps, "long-running-queries")
     normalized = f"AS {tag} FROM customers c WHERE c.tenant_id = $1"
     by_mean = step_output(steps, "top-queries-by-mean-time")
-    assert normalized in by_mean.splitlines()[2], by_mean  # the first row
+    assert odd_tag in by_mean.splitlines()[2], by_mean  # the first row
+    assert normalized in by_mean.splitlines()[3], by_mean  # the second
     assert normalized in step_output(steps, "top-queries-by-total-time")
 
     plan = step_output(steps, "explain-slowest-query")
-    assert normalized in plan
-    assert "QUERY PLAN" in plan
+    odd, explained = plan.split("Next slowest statement", 1)
+    assert odd_tag in odd and "cannot be explained from its normalized text" in odd, plan
+    assert 'syntax error at or near "$2"' in odd
+    assert normalized in explained
+    assert "QUERY PLAN" in explained
     # The generic plan shows why: a sequential scan of orders per customer.
     assert "SubPlan 1" in plan
     assert re.search(r"Seq Scan on public\.orders o\b", plan), plan
