@@ -1,10 +1,11 @@
 """full-database-recovery, the catalog's own runbook, against the lab's Patroni cluster: an
 encrypted base backup in the lab's backup store (lab/backups.py), rows written, a time T noted,
 more rows written, then a destructive migration drops two tables, which the replica follows at
-once (so failing over cannot help). The runbook restores the leader to T: rows before T are
-there, rows after T are not, the dropped tables are back whole, the integrity checks and
-pg_amcheck pass, and the recovery point it records gives the RPO. The site was in
-maintenance mode meanwhile and serves again.
+once (so failing over cannot help), and the leader's cluster is destroyed (PostgreSQL killed,
+its data directory deleted). The runbook restores the leader to T: rows before T are there,
+rows after T are not, the dropped tables are back whole, the integrity checks and pg_amcheck
+pass, and the recovery point it records gives the RPO. The site was in maintenance mode
+meanwhile and serves again.
 
 The injected failure asks for a point before the base backup: the run has stopped PostgreSQL
 and moved its data directory aside when the unpacked backup fails its check, and the rollback
@@ -142,12 +143,17 @@ def test_restores_the_cluster_to_the_moment_before_a_destructive_migration(lab, 
     patroni.psql("DROP TABLE payments, orders CASCADE")  # the destructive migration
     destroyed_at = datetime.now(UTC)
     archive_current_wal(patroni, backups)
+    # Then the leader's cluster is lost; paused, so Patroni promotes nobody (the replica holds
+    # the migration anyway).
+    patroni.patronictl("pause", "--wait")
+    patroni.kill_postgres(leader)
+    shutil.rmtree(patroni.data_dir(leader))
     subprocess.run([*REDIS, "SET", "lab:cached-order", "stale"], check=True, capture_output=True)
 
     result, execution, steps = lab.run(
         "full-database-recovery", *recovery_params(lab, patroni, leader, backup_file, target)
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, (patroni.members(), result.stdout + result.stderr)
     assert execution.status == "succeeded"
     assert [s.status for s in steps] == ["succeeded"] * STEPS
 
@@ -170,9 +176,10 @@ def test_restores_the_cluster_to_the_moment_before_a_destructive_migration(lab, 
     assert 0 < rpo <= RPO_SECONDS
     print(f"full-database-recovery: RPO {rpo:.1f} s, run took {execution.duration_seconds} s")
 
-    # The broken data directory is kept beside the restored one; the cache was flushed; the
-    # site left maintenance mode and serves; Patroni stays paused for the replica's reinit.
-    assert list(patroni.root.glob(f"{leader}.broken-*"))
+    # Nothing was left to move aside; the cache was flushed; the site left maintenance mode
+    # and serves; Patroni stays paused for the replica's reinit (it was paused before, too).
+    assert "does not exist; nothing to move aside" in by_id["move-data-aside"].output_tail
+    assert not list(patroni.root.glob(f"{leader}.broken-*"))
     assert subprocess.run([*REDIS, "EXISTS", "lab:cached-order"], capture_output=True,
                           text=True, check=True).stdout.strip() == "0"  # fmt: skip
     assert not app.maintenance_flag.exists()
