@@ -12,8 +12,10 @@ or 3 s here at random (PREFECT-NOTES.md), so the arms are compared on their flow
 bare times its step loop inside the flow; the engine's body is the run's own duration in the
 mirror (execution row opened to closed). For N = 10 and N = 40 (median of --repeat runs) it
 prints body times, the per-step marginal cost (slope between the two N), the ratio engine/bare,
-and the engine's orchestration for 10 steps (body minus the plain commands' time). Wall
-medians are printed for information.
+and the engine's orchestration for 10 steps (body minus the plain commands' time). The ratio's
+spread is a bootstrap over the repeats (resampled with replacement, 2000 rounds): its 5th to
+95th percentile says how far this run's noise could move the figure. Wall medians are printed
+for information.
 With sshd installed it also runs 10 SSH steps and reports handshakes per run.
 
     .venv/bin/python bench/engine_overhead.py [--repeat 5]
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -100,6 +103,26 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def ratio_spread(
+    samples: dict[str, dict[int, list[float]]],
+    arm: str,
+    step_counts: tuple[int, int],
+    rounds: int = 2000,
+) -> tuple[float, float]:
+    """5th and 95th percentile of the per-step ratio arm/bare when each arm's repeats are
+    resampled with replacement: the figure's spread from this run's own noise."""
+    rng = random.Random(1)  # noqa: S311 - resampling, not secrets
+    low, high = step_counts
+
+    def slope(name: str) -> float:
+        at_low = median(rng.choices(samples[name][low], k=len(samples[name][low])))
+        at_high = median(rng.choices(samples[name][high], k=len(samples[name][high])))
+        return (at_high - at_low) / (high - low)
+
+    ratios = sorted(slope(arm) / slope("bare") for _ in range(rounds))
+    return ratios[rounds // 20], ratios[rounds - rounds // 20 - 1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -167,6 +190,7 @@ def main() -> None:
         bodies = {"plain": {n: median([plain(n) for _ in range(args.repeat)]) for n in STEP_COUNTS}}
         bodies |= {name: {} for name in arms}
         walls: dict[str, dict[int, float]] = {name: {} for name in arms}
+        samples_by_arm: dict[str, dict[int, list[float]]] = {name: {} for name in arms}
         for n in STEP_COUNTS:
             samples: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
             order = list(arms)
@@ -176,6 +200,7 @@ def main() -> None:
                 for name in order[repeat % 3 :] + order[: repeat % 3]:
                     samples[name].append(arms[name](n))
             for name, runs in samples.items():
+                samples_by_arm[name][n] = [body for body, _ in runs]
                 bodies[name][n] = median([body for body, _ in runs])
                 walls[name][n] = median([wall for _, wall in runs])
 
@@ -191,6 +216,12 @@ def main() -> None:
             f"{slopes['engine'] / slopes['bare']:.2f}x read-only, "
             f"{slopes['mutating'] / slopes['bare']:.2f}x mutating (goal <= 1.5x)"
         )
+        for arm in ("engine", "mutating"):
+            low_ratio, high_ratio = ratio_spread(samples_by_arm, arm, STEP_COUNTS)
+            print(
+                f"  {arm}: 90% of bootstrap resamples between "
+                f"{low_ratio:.2f}x and {high_ratio:.2f}x"
+            )
         orchestration = bodies["engine"][low] - bodies["plain"][low]
         print(
             f"10-step run orchestration: {orchestration:.3f}s (goal < 0.5 s; engine body "
