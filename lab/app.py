@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -273,6 +274,17 @@ class AppLab(LabService):
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
+
+    def public_curl(self, path: str, *options: str, max_time: float = 10):
+        """curl to the shop's public name through its nginx, as a runner's curl reaches it
+        (CURL_HOME=runner_curl_home); `options` are curl's own (`-w`, `--interface`, ...)."""
+        return subprocess.run(
+            ["curl", "-sS", "--max-time", str(max_time), *options, f"https://{PUBLIC_HOST}{path}"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CURL_HOME": str(self.runner_curl_home)},
+            check=False,
+        )
 
     def served_version(self) -> str | None:
         try:

@@ -10,7 +10,6 @@ takes a newer gunicorn through staging (smoke tests, canary) into production.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -37,14 +36,8 @@ def unique(prefix: str) -> str:
 
 
 def public_get(app, path: str) -> subprocess.CompletedProcess:
-    """A request to the shop's public name through nginx, the way a runner's curl sees it."""
-    return subprocess.run(
-        ["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", f"https://{PUBLIC_HOST}{path}"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CURL_HOME": str(app.runner_curl_home)},
-        check=False,
-    )
+    """A request to the shop's public name through nginx: the body, then the status line."""
+    return app.public_curl(path, "-w", "\n%{http_code}")
 
 
 def program_states(app) -> dict[str, str]:

@@ -14,7 +14,6 @@ puts everything back: the same data, Patroni resumed, the site serving.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -115,13 +114,7 @@ def archive_current_wal(patroni, backups) -> None:
 
 
 def public_status(app, path: str = "/") -> str:
-    result = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code}",
-         f"https://{PUBLIC_HOST}{path}"],
-        capture_output=True, text=True, check=False,
-        env={**os.environ, "CURL_HOME": str(app.runner_curl_home)},
-    )  # fmt: skip
-    return result.stdout
+    return app.public_curl(path, "-o", "/dev/null", "-w", "%{http_code}").stdout
 
 
 def timeline(patroni, member: str) -> int:

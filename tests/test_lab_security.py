@@ -35,7 +35,6 @@ from pathlib import Path
 
 import pytest
 
-from lab.app import PUBLIC_HOST
 from lab.layout import HOST
 from lab.postgres import SCRAM_ROLE
 
@@ -57,16 +56,8 @@ NFT_TABLE = ("inet", "runbook_block")
 
 def public_get(app, path: str = "/", source: str | None = None) -> subprocess.CompletedProcess:
     """A request to the shop's public name through nginx, from `source` if given."""
-    argv = ["curl", "-sS", "--max-time", "3", "-o", "/dev/null", "-w", "%{http_code}"]
-    if source:
-        argv += ["--interface", source]
-    return subprocess.run(
-        [*argv, f"https://{PUBLIC_HOST}{path}"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CURL_HOME": str(app.runner_curl_home)},
-        check=False,
-    )
+    origin = ["--interface", source] if source else []
+    return app.public_curl(path, "-o", "/dev/null", "-w", "%{http_code}", *origin, max_time=3)
 
 
 def attacker_totals(app) -> tuple[int, int]:
