@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
 from .base import utcnow
 from .engine import session_scope
@@ -40,14 +40,14 @@ class MirrorWriter:
     def __init__(self, engine: Engine, redact: Callable[[str], str] = lambda text: text):
         self.engine = engine
         self.redact = redact
-        # Statements a caller let wait (finish_step(defer=True)); they are committed in the
-        # same transaction as the next write, or by flush().
-        self._deferred: list[Any] = []
+        # Writes a caller let wait (finish_step(defer=True)), as (statement, values); they are
+        # committed in the same transaction as the next write, or by flush().
+        self._deferred: list[tuple[Any, dict[str, Any]]] = []
 
     def _run_deferred(self, connection) -> None:
         deferred, self._deferred = self._deferred, []
-        for statement in deferred:
-            connection.execute(statement)
+        for statement, values in deferred:
+            connection.execute(statement, values)
 
     def flush(self) -> None:
         if self._deferred:
@@ -133,8 +133,14 @@ class MirrorWriter:
                 )
             return True
 
-    # Step rows are the hot path (two writes per step): plain Core statements on a pooled
-    # connection, not an ORM session per write.
+    # Step rows are the hot path (a write per step): constant Core statements whose values
+    # arrive as bind parameters, so SQLAlchemy compiles each shape once and every later step
+    # only binds values (building `.values(...)` per call re-derives the cache key each time).
+    _INSERT_STEP = insert(StepExecution.__table__)
+    _UPDATE_STEP = update(StepExecution.__table__).where(
+        StepExecution.__table__.c.id == bindparam("step_row_id")
+    )
+
     def start_step(
         self,
         execution_id: uuid.UUID,
@@ -147,8 +153,15 @@ class MirrorWriter:
         **values: Any,
     ) -> int:
         """Insert the step's row: `running` before it starts, or complete (given its final
-        `values`) when a read-only step is recorded only once it ended."""
+        `values`) when a step is recorded only once it ended (a skipped step)."""
         row = {
+            "execution_id": execution_id,
+            "position": position,
+            "step_id": step_id,
+            "title": title,
+            "target": target,
+            "command": self._text(command),
+            "started_at": started_at or utcnow(),
             "status": StepStatus.RUNNING.value,
             "rollback_status": RollbackStatus.NOT_NEEDED.value,
             "output_truncated": False,
@@ -156,18 +169,7 @@ class MirrorWriter:
         } | self._clean(values)
         with self.engine.begin() as connection:
             self._run_deferred(connection)
-            return connection.execute(
-                insert(StepExecution.__table__).values(
-                    execution_id=execution_id,
-                    position=position,
-                    step_id=step_id,
-                    title=title,
-                    target=target,
-                    command=self._text(command),
-                    started_at=started_at or utcnow(),
-                    **row,
-                )
-            ).inserted_primary_key[0]
+            return connection.execute(self._INSERT_STEP, row).inserted_primary_key[0]
 
     def _clean(self, values: dict[str, Any]) -> dict[str, Any]:
         for key in ("output_tail", "verify_result", "rollback_output_tail", "error"):
@@ -179,15 +181,13 @@ class MirrorWriter:
         return values
 
     def update_step(self, step_row_id: int, *, defer: bool = False, **values: Any) -> None:
-        values = self._clean(values)
-        table = StepExecution.__table__
-        statement = update(table).where(table.c.id == step_row_id).values(**values)
+        write = (self._UPDATE_STEP, {"step_row_id": step_row_id, **self._clean(values)})
         if defer:
-            self._deferred.append(statement)
+            self._deferred.append(write)
             return
         with self.engine.begin() as connection:
             self._run_deferred(connection)
-            connection.execute(statement)
+            connection.execute(*write)
 
     def finish_step(
         self, step_row_id: int, status: StepStatus, *, defer: bool = False, **values: Any

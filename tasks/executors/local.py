@@ -6,6 +6,7 @@ started, not just its first process: SIGTERM to the group, then SIGKILL after a 
 
 from __future__ import annotations
 
+import functools
 import os
 import selectors
 import shlex
@@ -28,6 +29,13 @@ OUTPUT_GRACE_SECONDS = 0.5
 _PRIVATE_PREFIXES = ("RUNBOOKS_", "PREFECT_API_KEY")
 
 
+@functools.cache
+def _null_input() -> int:
+    """/dev/null for the commands' stdin, opened once per process: subprocess.DEVNULL opens
+    and closes it again for every command."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
 def command_argv(command: RenderedCommand) -> list[str]:
     """A script runs as `bash -c SCRIPT`: its text is the author's (no parameter values, by
     lint rule RB011); values arrive in the environment."""
@@ -48,6 +56,9 @@ class LocalExecutor(StreamingExecutor):
     ):
         super().__init__(target, redact)
         self.cwd = cwd
+        # Read once per run: rebuilding it from os.environ for every command costs more than
+        # running a short command, and the runner's environment does not change mid-run.
+        self.base_env = inherited_environment()
 
     def describe(self, command: RenderedCommand, env: dict[str, str], timeout: float) -> str:
         return command.display()
@@ -57,10 +68,10 @@ class LocalExecutor(StreamingExecutor):
         try:
             return subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=_null_input(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=inherited_environment() | env,
+                env=self.base_env | env,
                 cwd=self.cwd,
                 start_new_session=True,
             )
