@@ -3,10 +3,13 @@
 Arms, all against the same running Prefect server (a temporary one, SQLite), heartbeats on:
   plain   the step commands run directly: `true` then `true` (command + verification)
   bare    a sync Prefect flow whose steps are two tasks each, running the same commands
-  engine  our runbook flow: per step a run task and a verify task, executor, verdicts and
-          the mirror writes (SQLite), with N no-op read-only steps (one row write each)
-  mutating  the same steps marked as changing state (with a rollback), so each also gets
-          its row written before it starts (two writes)
+  engine  our runbook flow: per step a run task and a verify task, executor (output
+          captured), verdicts, the log line and the mirror (SQLite): each step's row is
+          committed before its command starts, its result with the next step's row
+  mutating  the same steps marked as changing state, each with a rollback: its row also
+          carries the compensation stack (rollback pending)
+Every run starts once the server has gone quiet after the previous one (a 40-step flow
+leaves it seconds of events and logs to work off), so no arm inherits another's backlog.
 Wall time per flow includes a sync flow's exit, which joins the heartbeat thread and costs 1 s
 or 3 s here at random (PREFECT-NOTES.md), so the arms are compared on their flow *bodies*:
 bare times its step loop inside the flow; the engine's body is the run's own duration in the
@@ -99,6 +102,36 @@ def bare_flow(steps: int) -> float:
     return time.perf_counter() - start
 
 
+def _children_cpu_seconds() -> float:
+    """CPU time used so far by this process's children (the test harness's Prefect server)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def wait_for_quiet_server(limit: float = 20.0) -> None:
+    """Wait until the server has worked off the previous run's events and logs (it goes on for
+    seconds after a 40-step flow returns), so each run starts from the same quiet server and
+    not from the backlog of whichever arm ran before it."""
+    deadline = time.monotonic() + limit
+    before = _children_cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _children_cpu_seconds()
+        if now - before < 0.02:  # under 8% of a core
+            return
+        before = now
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -187,6 +220,7 @@ def main() -> None:
             "engine": engine_arm(flows),
             "mutating": engine_arm(mutating_flows),
         }
+        wait_for_quiet_server()
         bodies = {"plain": {n: median([plain(n) for _ in range(args.repeat)]) for n in STEP_COUNTS}}
         bodies |= {name: {} for name in arms}
         walls: dict[str, dict[int, float]] = {name: {} for name in arms}
@@ -195,9 +229,10 @@ def main() -> None:
             samples: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
             order = list(arms)
             for repeat in range(args.repeat):
-                # Interleaved and rotated: each arm follows each other one equally often,
-                # since the server is still busy with the previous run when the next starts.
+                # Interleaved and rotated, each from a quiet server: whatever drifts on the
+                # machine during the benchmark falls on all arms alike.
                 for name in order[repeat % 3 :] + order[: repeat % 3]:
+                    wait_for_quiet_server()
                     samples[name].append(arms[name](n))
             for name, runs in samples.items():
                 samples_by_arm[name][n] = [body for body, _ in runs]
