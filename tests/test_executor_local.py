@@ -115,3 +115,14 @@ def test_a_command_that_outlives_its_output_reports_its_own_exit(executor):
 def test_a_missing_program_is_an_unreachable_target(executor):
     with pytest.raises(TargetUnreachable, match="cannot start no-such-program-here: No such file"):
         executor.run(RenderedCommand("argv", argv=("no-such-program-here",)), env={}, timeout=5)
+
+
+def test_no_descriptor_outlives_a_command(executor):
+    executor.run(script("true"), env={}, timeout=5)  # /dev/null for stdin stays open, once
+    before = sorted(os.listdir("/proc/self/fd"))
+    executor.run(script("echo out; echo err >&2"), env={}, timeout=5)
+    with pytest.raises(CommandTimedOut):
+        executor.run(script("echo bye; exec >&- 2>&-; sleep 60"), env={}, timeout=0.5)
+    with pytest.raises(CommandTimedOut):
+        executor.run(script("sleep 60"), env={}, timeout=0.5)
+    assert sorted(os.listdir("/proc/self/fd")) == before

@@ -146,10 +146,9 @@ class LocalExecutor(StreamingExecutor):
         finally:
             if exit_fd is not None:
                 os.close(exit_fd)
-        exit_code = handle.wait()  # it has exited: this only reaps it
-        for stream in (handle.stdout, handle.stderr):
-            stream.close()
-        return exit_code
+            for stream in (handle.stdout, handle.stderr):
+                stream.close()
+        return handle.wait()  # it has exited: this only reaps it
 
     def kill(self, handle: subprocess.Popen) -> None:
         for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
