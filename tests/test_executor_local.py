@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
+from lab.processes import process_alive
 from tasks.errors import CommandTimedOut, TargetUnreachable
 from tasks.executors.local import OUTPUT_GRACE_SECONDS, LocalExecutor
 from tasks.executors.result import TRUNCATION_MARK
@@ -32,16 +32,6 @@ def executor(request, monkeypatch, tmp_path) -> LocalExecutor:
 
 def script(text: str) -> RenderedCommand:
     return RenderedCommand("script", script=text)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A killed child of ours stays a zombie until init reaps it; a zombie is not running.
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
 
 
 def test_streams_are_kept_apart_with_the_exit_code(executor):
@@ -81,9 +71,9 @@ def test_deadline_kills_the_whole_process_group(executor, tmp_path):
     assert raised.value.result.timed_out
     grandchild = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while alive(grandchild) and time.monotonic() < deadline:
+    while process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not alive(grandchild)
+    assert not process_alive(grandchild)
 
 
 def test_a_background_child_holding_the_pipes_does_not_hold_the_step(executor, tmp_path):
